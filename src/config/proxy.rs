@@ -1,0 +1,421 @@
+//! The proxy configuration file (brief §4): what `vsip proxy --config` reads and
+//! what the operator renders into the fleet's Secret. One shape, both modes.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Duration, FieldError, VirtualSipTrunkSpec, check_spec};
+
+pub const DEFAULT_HEADER_PREFIX: &str = "X-Exotel-";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyConfig {
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
+    /// Where trunk-originated calls go, e.g. `sip:carrier.example.net:5060;transport=tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Host stamped in From and P-Asserted-Identity.
+    pub signaling_domain: String,
+    /// Host (or IP) this proxy puts in Via and Record-Route; default: the socket's local address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    #[serde(default = "default_header_prefix")]
+    pub header_prefix: String,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    /// Identity of this configuration (the operator sets a content hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub trunks: Vec<TrunkConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SocketAddr>,
+    /// Server certificate of the TLS listener; reloaded when the files change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<CertificateFiles>,
+    /// CA bundle that verifies trunks' client certificates (mTLS); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `ip:port` of recursive resolvers; empty means the system resolver.
+    #[serde(default)]
+    pub nameservers: Vec<SocketAddr>,
+    /// Answers are never cached longer than this, whatever their TTL.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: Duration,
+    /// Per-query timeout.
+    #[serde(default = "default_dns_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            max_ttl: default_max_ttl(),
+            timeout: default_dns_timeout(),
+        }
+    }
+}
+
+/// One trunk as the proxy sees it: identity + the CRD spec, flattened.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrunkConfig {
+    /// `namespace/name` in cluster mode; any unique name standalone.
+    pub name: String,
+    pub trunk_sid: String,
+    /// `metadata.generation` of the trunk this entry was rendered from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    #[serde(flatten)]
+    pub spec: VirtualSipTrunkSpec,
+    /// TLS material: files (standalone) or inline PEM (rendered by the operator
+    /// from the Secrets the spec references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_material: Option<TlsMaterial>,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsMaterial {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_pem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_pem: Option<String>,
+}
+
+// Keys never reach logs.
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("ca_file", &self.ca_file)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("client_key_pem", &self.client_key_pem.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+fn default_header_prefix() -> String {
+    DEFAULT_HEADER_PREFIX.to_owned()
+}
+fn default_max_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_dns_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// Why a config document was refused: every problem, each with its line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render_errors(.errors))]
+pub struct ConfigError {
+    pub errors: Vec<LocatedError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+fn render_errors(errors: &[LocatedError]) -> String {
+    errors
+        .iter()
+        .map(|e| match e.line {
+            Some(l) => format!("line {l}: {}", e.message),
+            None => e.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConfigError {
+    fn one(line: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            errors: vec![LocatedError {
+                line,
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Parses and validates a YAML document. Errors carry 1-based line numbers.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: ProxyConfig = serde_yaml::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            // serde_yaml appends "at line X column Y"; the line is reported separately.
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            ConfigError::one(line, msg)
+        })?;
+        let mut errors = Vec::new();
+        // `flatten` swallows unknown trunk keys; catch typos by comparing what was
+        // written with what was understood.
+        if let Ok(original) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+            if let Ok(understood) = serde_yaml::to_value(&config) {
+                unknown_keys(&original, &understood, "", &mut |path| {
+                    errors.push(LocatedError {
+                        line: locate(text, &path),
+                        message: format!("{path}: unknown field"),
+                    })
+                });
+            }
+        }
+        for field in config.semantic_errors() {
+            errors.push(LocatedError {
+                line: locate(text, &field.path),
+                message: field.to_string(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { errors })
+        }
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    fn semantic_errors(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.listen.tls.is_some() && self.listen.tls_certificate.is_none() {
+            errors.push(FieldError {
+                path: "listen.tlsCertificate".into(),
+                message: "is required when listen.tls is set".into(),
+            });
+        }
+        if let Some(up) = &self.upstream {
+            if let Err(e) = crate::sip::uri::parse_target_uri(up) {
+                errors.push(FieldError {
+                    path: "upstream".into(),
+                    message: format!("{up:?} is not a usable SIP URI: {e}"),
+                });
+            }
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut sids: HashMap<&str, usize> = HashMap::new();
+        let mut numbers: HashMap<&str, usize> = HashMap::new();
+        for (i, t) in self.trunks.iter().enumerate() {
+            let prefix = format!("trunks[{i}].");
+            if t.name.is_empty() {
+                errors.push(FieldError {
+                    path: format!("{prefix}name"),
+                    message: "must not be empty".into(),
+                });
+            }
+            if let Some(j) = names.insert(&t.name, i) {
+                errors.push(FieldError {
+                    path: format!("{prefix}name"),
+                    message: format!("{:?} is already used by trunks[{j}]", t.name),
+                });
+            }
+            if let Some(j) = sids.insert(&t.trunk_sid, i) {
+                errors.push(FieldError {
+                    path: format!("{prefix}trunkSid"),
+                    message: format!("{:?} is already used by trunks[{j}]", t.trunk_sid),
+                });
+            }
+            for (k, n) in t.spec.numbers.iter().enumerate() {
+                if let Some(j) = numbers.insert(n, i) {
+                    if j != i {
+                        errors.push(FieldError {
+                            path: format!("{prefix}numbers[{k}]"),
+                            message: format!("{n} already belongs to trunks[{j}]"),
+                        });
+                    }
+                }
+            }
+            errors.extend(check_spec(&t.spec, &prefix));
+        }
+        errors
+    }
+}
+
+fn unknown_keys(
+    original: &serde_yaml::Value,
+    understood: &serde_yaml::Value,
+    path: &str,
+    report: &mut dyn FnMut(String),
+) {
+    use serde_yaml::Value;
+    match (original, understood) {
+        (Value::Mapping(o), Value::Mapping(u)) => {
+            for (k, v) in o {
+                let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match u.get(k) {
+                    Some(uv) => unknown_keys(v, uv, &child, report),
+                    // A key written as null/empty may legitimately vanish.
+                    None if v.is_null() => {}
+                    None => report(child),
+                }
+            }
+        }
+        (Value::Sequence(o), Value::Sequence(u)) => {
+            for (i, (ov, uv)) in o.iter().zip(u).enumerate() {
+                unknown_keys(ov, uv, &format!("{path}[{i}]"), report);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Best-effort line of a dotted path such as `trunks[2].numbers[0]`: walks the
+/// document's indentation, which is enough for block-style YAML.
+pub fn locate(text: &str, path: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = 0usize;
+    let mut min_indent: Option<usize> = None;
+    let mut found = None;
+    for segment in path.split('.') {
+        let (key, indices) = split_indices(segment);
+        let key = key.trim_matches('"');
+        let mut hit = None;
+        for (n, line) in lines.iter().enumerate().skip(start) {
+            let indent = line.len() - line.trim_start().len();
+            if let Some(min) = min_indent {
+                if n > start && indent < min && !line.trim().is_empty() {
+                    break;
+                }
+            }
+            let body = line.trim_start().trim_start_matches("- ");
+            if body.starts_with(&format!("{key}:")) || body.starts_with(&format!("\"{key}\":")) {
+                hit = Some(n);
+                break;
+            }
+        }
+        let Some(mut n) = hit else { break };
+        for idx in indices {
+            // The idx-th sequence item after line n.
+            let mut seen = 0usize;
+            let mut item = None;
+            for (m, line) in lines.iter().enumerate().skip(n + 1) {
+                if line.trim_start().starts_with('-') {
+                    if seen == idx {
+                        item = Some(m);
+                        break;
+                    }
+                    seen += 1;
+                }
+            }
+            match item {
+                Some(m) => n = m,
+                None => break,
+            }
+        }
+        found = Some(n + 1);
+        start = n;
+        min_indent = Some(lines[n].len() - lines[n].trim_start().len());
+    }
+    found
+}
+
+fn split_indices(segment: &str) -> (&str, Vec<usize>) {
+    let key_end = segment.find('[').unwrap_or(segment.len());
+    let indices = segment[key_end..]
+        .split(['[', ']'])
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (&segment[..key_end], indices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen:
+  tcp: 127.0.0.1:5070
+signalingDomain: pstn.example.net
+upstream: sip:127.0.0.1:5060;transport=tcp
+trunks:
+  - name: acme/mumbai
+    trunkSid: TS1
+    fqdn: sip.acme.example
+    numbers: ["+911234567890"]
+"#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let c = ProxyConfig::from_yaml(GOOD).expect("valid");
+        let t = &c.trunks[0];
+        assert_eq!(t.spec.calls_per_minute, 200);
+        assert_eq!(t.spec.effective_port(), 5070);
+        assert_eq!(c.header_prefix, "X-Exotel-");
+        assert_eq!(c.dns.max_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_trunk_field_names_its_line() {
+        let bad = GOOD.replace("    numbers:", "    numbrs:");
+        let e = ProxyConfig::from_yaml(&bad).unwrap_err();
+        assert_eq!(e.errors.len(), 1, "{e}");
+        assert_eq!(e.errors[0].line, Some(11), "{e}");
+        assert!(e.errors[0].message.contains("trunks[0].numbrs: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn type_error_names_its_line() {
+        let bad = GOOD.replace("    trunkSid: TS1", "    trunkSid: TS1\n    port: 99999");
+        let e = ProxyConfig::from_yaml(&bad).unwrap_err();
+        assert_eq!(e.errors[0].line, Some(11), "{e}");
+    }
+
+    #[test]
+    fn semantic_error_names_its_line() {
+        let bad = GOOD.replace("sip.acme.example", "10.1.2.3");
+        let e = ProxyConfig::from_yaml(&bad).unwrap_err();
+        assert_eq!(e.errors[0].line, Some(10), "{e}");
+        assert!(e.to_string().contains("IP address"), "{e}");
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let c = ProxyConfig::from_yaml(GOOD).expect("valid");
+        let again = ProxyConfig::from_yaml(&c.to_yaml()).expect("rendered config parses");
+        assert_eq!(c, again);
+    }
+}

@@ -1,0 +1,248 @@
+//! The `VirtualSipTrunk` custom resource: the one definition of a trunk's shape.
+//!
+//! The operator serves it as a CRD; the proxy reads the very same spec from its
+//! config file (flattened into [`super::TrunkConfig`]), so a trunk moves between
+//! standalone and cluster mode unchanged.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Duration;
+
+/// The seed's default quota: 200 calls per minute per trunk.
+pub const DEFAULT_CALLS_PER_MINUTE: u32 = 200;
+pub const DEFAULT_TCP_PORT: u16 = 5070;
+pub const DEFAULT_TLS_PORT: u16 = 443;
+
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vsip.io",
+    version = "v1alpha1",
+    kind = "VirtualSipTrunk",
+    namespaced,
+    shortname = "vst",
+    category = "sip",
+    status = "VirtualSipTrunkStatus",
+    printcolumn = r#"{"name":"FQDN","type":"string","jsonPath":".spec.fqdn"}"#,
+    printcolumn = r#"{"name":"Transport","type":"string","jsonPath":".spec.transport"}"#,
+    printcolumn = r#"{"name":"CPM","type":"integer","jsonPath":".spec.callsPerMinute"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualSipTrunkSpec {
+    /// The customer SBC's DNS name (lowercase RFC 1123). Resolved on every call.
+    pub fqdn: String,
+    /// Signalling transport towards the SBC.
+    #[serde(default)]
+    pub transport: Transport,
+    /// SBC port; defaults to 5070 for TCP and 443 for TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Which address families are used, in order of preference.
+    #[serde(default = "default_ip_families")]
+    pub ip_families: Vec<IpFamily>,
+    /// E.164 numbers delivered to this trunk.
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    /// Quota of new calls per rolling minute, both directions, across the fleet.
+    #[serde(default = "default_cpm")]
+    pub calls_per_minute: u32,
+    /// Allowed audio codecs; an offer with none of them is answered 488.
+    #[serde(default = "default_codecs")]
+    pub codecs: Vec<Codec>,
+    /// TLS settings; only with `transport: TLS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TrunkTls>,
+    #[serde(default)]
+    pub failover: Failover,
+    /// Extra static headers stamped on calls delivered to the trunk.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// When true new calls get 503; the configuration is kept.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+impl VirtualSipTrunkSpec {
+    /// The port to dial, applying the per-transport default.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.transport {
+            Transport::Tcp => DEFAULT_TCP_PORT,
+            Transport::Tls => DEFAULT_TLS_PORT,
+        })
+    }
+
+    /// Name used for SNI and certificate verification.
+    pub fn tls_server_name(&self) -> &str {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.server_name.as_deref())
+            .unwrap_or(&self.fqdn)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Transport {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "TLS")]
+    Tls,
+}
+
+impl Transport {
+    /// The `transport=` URI parameter value.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+    /// The Via protocol token.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum IpFamily {
+    IPv4,
+    IPv6,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Codec {
+    /// G.711 A-law, static RTP payload type 8.
+    PCMA,
+    /// G.711 µ-law, static RTP payload type 0.
+    PCMU,
+}
+
+impl Codec {
+    pub fn static_payload_type(self) -> u8 {
+        match self {
+            Codec::PCMA => 8,
+            Codec::PCMU => 0,
+        }
+    }
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Codec::PCMA => "PCMA",
+            Codec::PCMU => "PCMU",
+        }
+    }
+}
+
+/// A reference to a Secret in the trunk's own namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretRef {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrunkTls {
+    /// Secret with `ca.crt` used to verify the SBC; system roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+    /// `kubernetes.io/tls` Secret holding the proxy's client certificate (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate_secret_ref: Option<SecretRef>,
+    /// Name for SNI and verification; defaults to `fqdn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// Per-address TCP/TLS connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// No response to an INVITE within this time moves to the next address.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: Duration,
+    /// A failed address is skipped for this long.
+    #[serde(default = "default_hold_down")]
+    pub hold_down: Duration,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            connect_timeout: default_connect_timeout(),
+            response_timeout: default_response_timeout(),
+            hold_down: default_hold_down(),
+        }
+    }
+}
+
+/// Observed state, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualSipTrunkStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Stable identifier stamped as the TrunkSid header; generated once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk_sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Addresses last resolved for `fqdn`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<ResolvedAddress>,
+    /// DNS findings against the seed's best practices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_warnings: Vec<String>,
+}
+
+/// A status condition in the shape of `metav1.Condition`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// RFC 3339 time of the last status change.
+    pub last_transition_time: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedAddress {
+    pub address: String,
+    pub family: IpFamily,
+    pub ttl_seconds: u32,
+}
+
+fn default_ip_families() -> Vec<IpFamily> {
+    vec![IpFamily::IPv4, IpFamily::IPv6]
+}
+fn default_cpm() -> u32 {
+    DEFAULT_CALLS_PER_MINUTE
+}
+fn default_codecs() -> Vec<Codec> {
+    vec![Codec::PCMA, Codec::PCMU]
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_response_timeout() -> Duration {
+    Duration::from_secs(4)
+}
+fn default_hold_down() -> Duration {
+    Duration::from_secs(30)
+}

@@ -1,0 +1,18 @@
+//! vsip: Kubernetes-native, FQDN-based virtual SIP trunking.
+//!
+//! - [`config`]: the shared shapes (trunk spec / CRD, proxy configuration file)
+//! - [`sip`]: message parsing and stream framing
+//! - [`dns`]: per-call FQDN resolution with a TTL-bounded cache
+//! - [`proxy`]: the data plane (listeners, routing, forwarding, quota)
+//! - [`operator`]: the control plane (kube-rs controller)
+//! - [`admin`], [`telemetry`]: HTTP admin endpoints, metrics and logs
+//! - [`lab`]: a small authoritative DNS server for labs, demos and tests
+
+pub mod admin;
+pub mod config;
+pub mod dns;
+pub mod lab;
+pub mod operator;
+pub mod proxy;
+pub mod sip;
+pub mod telemetry;

@@ -1,0 +1,39 @@
+# vsip — the two commands a person needs:
+#   make demo   run the main job on a local default
+#   make test   run the whole test suite (what CI runs)
+SHELL := /bin/bash
+CARGO ?= cargo
+export VSIP_CACHE ?= $(HOME)/.cache/vsip
+
+.PHONY: all build release test lint fmt unit demo demo-standalone bench deps
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	$(CARGO) build --bins
+
+release:
+	$(CARGO) build --release --bins
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Every test: unit, integration (real SIPp, real DNS, real TLS) and end-to-end.
+test: deps lint
+	$(CARGO) build --bins
+	$(CARGO) test --all-targets -- --test-threads=2
+
+demo-standalone: deps release
+	bash scripts/demo-standalone.sh
+
+demo: demo-standalone
+
+# Fragments owned by their folders.
+-include e2e/cluster.mk
+-include bench/bench.mk

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Stop a cluster started by up.sh and remove its state.
+#
+#   e2e/cluster/down.sh [STATE_DIR]     (default: the last cluster started)
+#
+# Idempotent and trap-friendly: safe to call twice, on a half-started cluster,
+# or on a dir that no longer exists; always exits 0 unless a process refuses
+# to die. VSIP_CLUSTER_KEEP=1 keeps the state dir (logs, certs) for debugging.
+#   trap 'e2e/cluster/down.sh "$STATE"' EXIT
+set -uo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+STATE="${1:-}"
+if [ -z "$STATE" ]; then
+  STATE="$(readlink "$VSIP_CACHE/clusters/last" 2>/dev/null || true)"
+  [ -n "$STATE" ] || { log "no cluster to stop"; exit 0; }
+fi
+if [ ! -d "$STATE" ]; then
+  log "$STATE does not exist: nothing to stop"
+  rm -f "$VSIP_CACHE/clusters/last" 2>/dev/null || true
+  exit 0
+fi
+STATE="$(cd "$STATE" && pwd)"
+
+# pid of NAME if it is still our process (guards against recycled pids).
+ours() {
+  local f="$STATE/pids/$1.pid" pid
+  [ -f "$f" ] || return 1
+  pid="$(cat "$f")"
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$STATE" || return 1
+  echo "$pid"
+}
+
+rc=0
+NAMES=(kube-scheduler kube-controller-manager kube-apiserver etcd)
+for n in "${NAMES[@]}"; do
+  pid="$(ours "$n")" && kill -TERM "$pid" 2>/dev/null && log "stopping $n (pid $pid)"
+done
+for _ in $(seq 100); do # up to 10s for a graceful exit
+  left=0
+  for n in "${NAMES[@]}"; do ours "$n" >/dev/null && left=1; done
+  [ $left = 0 ] && break
+  sleep 0.1
+done
+for n in "${NAMES[@]}"; do
+  if pid="$(ours "$n")"; then
+    log "$n (pid $pid) ignored SIGTERM: killing"
+    kill -KILL "$pid" 2>/dev/null
+    sleep 0.5
+    ours "$n" >/dev/null && { log "could not kill $n (pid $pid)"; rc=1; }
+  fi
+done
+
+# Release port reservations.
+if [ -f "$STATE/run/ports" ]; then
+  while read -r p; do
+    [ -n "$p" ] && [ "$(cat "$VSIP_CACHE/cluster-ports/$p/owner" 2>/dev/null)" = "$STATE" ] \
+      && rm -rf "${VSIP_CACHE:?}/cluster-ports/$p"
+  done <"$STATE/run/ports"
+fi
+rm -rf "$STATE/pids"
+if [ "$(readlink "$VSIP_CACHE/clusters/last" 2>/dev/null)" = "$STATE" ]; then
+  rm -f "$VSIP_CACHE/clusters/last"
+fi
+
+if [ "${VSIP_CLUSTER_KEEP:-0}" = 1 ]; then
+  log "cluster stopped; state kept in $STATE"
+else
+  # Remove only what up.sh created, then the dir itself if now empty.
+  rm -rf "$STATE"/{pki,logs,etcd,run} "$STATE"/cluster.env "$STATE"/*kubeconfig
+  rmdir "$STATE" 2>/dev/null || true
+  log "cluster stopped; state removed"
+fi
+exit $rc

@@ -1,0 +1,11 @@
+# Shared helpers for e2e/cluster/*.sh (sourced, not executed).
+# shellcheck shell=bash
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$CLUSTER_DIR/versions.env"
+VSIP_CACHE="${VSIP_CACHE:-$HOME/.cache/vsip}"
+K8S_CACHE="$VSIP_CACHE/k8s/$K8S_VERSION"
+K8S_BIN="$K8S_CACHE/bin"
+
+log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }

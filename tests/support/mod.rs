@@ -1,0 +1,1190 @@
+//! Black-box harness for the proxy integration tests (`tests/proxy_*.rs`).
+//!
+//! Everything here drives REAL parts: the `vsip` binary as a child process,
+//! SIPp (Debian `sip-tester`) as carrier and SBC, the lab DNS server
+//! (`vsip::lab::LabDns`) whose records a test changes, TLS with certificates
+//! generated per test (rcgen) and plain sockets. Nothing is mocked.
+//!
+//! Each test file does `mod support;`; not every file uses every helper.
+#![allow(dead_code)]
+
+pub mod pki;
+pub mod sip;
+pub mod tls;
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    thread,
+    time::{Duration, Instant},
+};
+
+// ---------------------------------------------------------------------------
+// Runtime, ports, addresses
+// ---------------------------------------------------------------------------
+
+/// One multi-threaded tokio runtime per test binary, for the in-process parts
+/// (lab DNS server, TLS SIP peers, silent listeners). Tests themselves are
+/// plain synchronous `#[test]`s that block freely.
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("support-rt")
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// `127.0.0.N`: on Linux every 127/8 address is a loopback address, so each
+/// stands for a distinct "SBC IP" without any setup.
+pub fn lo(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+}
+
+fn handed_out() -> &'static Mutex<HashSet<u16>> {
+    static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    PORTS.get_or_init(Default::default)
+}
+
+/// A port that is free for TCP and UDP on 127.0.0.1 right now and that this
+/// test binary has not handed out before.
+pub fn free_port() -> u16 {
+    free_port_on(&[LOCALHOST])
+}
+
+/// A port free for TCP and UDP on every one of `ips` (so a test can put
+/// several "SBCs" on 127.0.0.x with the same port, as DNS gives one port).
+pub fn free_port_on(ips: &[IpAddr]) -> u16 {
+    for _ in 0..500 {
+        let probe = TcpListener::bind((LOCALHOST, 0)).expect("bind probe");
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        // Stay clear of SIPp's own defaults (5060, media 6000+, control 8888+).
+        if port < 10_000 {
+            continue;
+        }
+        let all_free = ips.iter().all(|ip| {
+            TcpListener::bind((*ip, port)).is_ok() && UdpSocket::bind((*ip, port)).is_ok()
+        });
+        if !all_free {
+            continue;
+        }
+        if handed_out().lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+    panic!("no free port found on {ips:?}");
+}
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    let p = manifest_dir().join("tests/scenarios").join(name);
+    assert!(p.exists(), "missing scenario {}", p.display());
+    p
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SIPp presence
+// ---------------------------------------------------------------------------
+
+/// Fails the test loudly when SIPp is missing: CI installs `sip-tester`, and a
+/// silently skipped wire test would prove nothing.
+pub fn require_sipp() {
+    static CHECK: OnceLock<Result<String, String>> = OnceLock::new();
+    let r = CHECK.get_or_init(|| match Command::new("sipp").arg("-v").output() {
+        Ok(o) => Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+        Err(e) => Err(format!(
+            "SIPp is required for the proxy integration tests but `sipp -v` failed: {e}. \
+             Install the Debian package `sip-tester` (scripts/install-deps.sh does)."
+        )),
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lab DNS
+// ---------------------------------------------------------------------------
+
+pub use vsip::lab::LabRecord;
+
+/// The lab DNS server (a real UDP/TCP DNS server) on a free loopback port.
+pub struct Dns {
+    pub server: vsip::lab::LabDns,
+}
+
+impl Dns {
+    pub fn start(records: Vec<LabRecord>) -> Dns {
+        let port = free_port();
+        let addr = SocketAddr::new(LOCALHOST, port);
+        let server = rt()
+            .block_on(vsip::lab::LabDns::start(addr))
+            .expect("start lab DNS");
+        server.set_records(records);
+        Dns { server }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Replaces every record the server answers with.
+    pub fn set(&self, records: Vec<LabRecord>) {
+        self.server.set_records(records);
+    }
+}
+
+pub fn a(name: &str, ip: IpAddr, ttl: u32) -> LabRecord {
+    let IpAddr::V4(v4) = ip else {
+        panic!("A record needs an IPv4 address, got {ip}")
+    };
+    LabRecord::a(name, v4, ttl)
+}
+
+pub fn aaaa(name: &str, ip: std::net::Ipv6Addr, ttl: u32) -> LabRecord {
+    LabRecord::aaaa(name, ip, ttl)
+}
+
+// ---------------------------------------------------------------------------
+// Proxy configuration
+// ---------------------------------------------------------------------------
+
+/// One trunk of the proxy config file (brief §4, `TrunkConfig` fields).
+#[derive(Clone, Debug)]
+pub struct TrunkConf {
+    pub name: String,
+    pub trunk_sid: String,
+    pub fqdn: String,
+    pub transport: &'static str,
+    pub port: u16,
+    pub ip_families: Vec<&'static str>,
+    pub numbers: Vec<String>,
+    pub calls_per_minute: Option<u32>,
+    pub codecs: Option<Vec<&'static str>>,
+    pub server_name: Option<String>,
+    pub connect_timeout: String,
+    pub response_timeout: String,
+    pub hold_down: String,
+    pub headers: Vec<(String, String)>,
+    pub suspended: bool,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl TrunkConf {
+    pub fn tcp(name: &str, fqdn: &str, port: u16, numbers: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            trunk_sid: format!("TS{}", name.replace(['/', '-', '.'], "")),
+            fqdn: fqdn.to_owned(),
+            transport: "TCP",
+            port,
+            ip_families: vec!["IPv4", "IPv6"],
+            numbers: numbers.iter().map(|s| s.to_string()).collect(),
+            calls_per_minute: None,
+            codecs: None,
+            server_name: None,
+            connect_timeout: "1s".into(),
+            response_timeout: "2s".into(),
+            hold_down: "30s".into(),
+            headers: Vec::new(),
+            suspended: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        }
+    }
+
+    pub fn tls(name: &str, fqdn: &str, port: u16, numbers: &[&str]) -> Self {
+        Self {
+            transport: "TLS",
+            ..Self::tcp(name, fqdn, port, numbers)
+        }
+    }
+
+    fn yaml(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let q = yaml_str;
+        let _ = writeln!(out, "  - name: {}", q(&self.name));
+        let _ = writeln!(out, "    trunkSid: {}", q(&self.trunk_sid));
+        let _ = writeln!(out, "    fqdn: {}", q(&self.fqdn));
+        let _ = writeln!(out, "    transport: {}", self.transport);
+        let _ = writeln!(out, "    port: {}", self.port);
+        let fams: Vec<_> = self.ip_families.to_vec();
+        let _ = writeln!(out, "    ipFamilies: [{}]", fams.join(", "));
+        let nums: Vec<_> = self.numbers.iter().map(|n| q(n)).collect();
+        let _ = writeln!(out, "    numbers: [{}]", nums.join(", "));
+        if let Some(cpm) = self.calls_per_minute {
+            let _ = writeln!(out, "    callsPerMinute: {cpm}");
+        }
+        if let Some(c) = &self.codecs {
+            let _ = writeln!(out, "    codecs: [{}]", c.join(", "));
+        }
+        if let Some(sn) = &self.server_name {
+            let _ = writeln!(out, "    tls:\n      serverName: {}", q(sn));
+        }
+        let _ = writeln!(
+            out,
+            "    failover:\n      connectTimeout: {}\n      responseTimeout: {}\n      holdDown: {}",
+            self.connect_timeout, self.response_timeout, self.hold_down
+        );
+        if !self.headers.is_empty() {
+            let _ = writeln!(out, "    headers:");
+            for (k, v) in &self.headers {
+                let _ = writeln!(out, "      {}: {}", q(k), q(v));
+            }
+        }
+        if self.suspended {
+            let _ = writeln!(out, "    suspended: true");
+        }
+        if self.ca_file.is_some() || self.client_cert_file.is_some() {
+            let _ = writeln!(out, "    tlsMaterial:");
+            if let Some(p) = &self.ca_file {
+                let _ = writeln!(out, "      caFile: {}", q(&p.display().to_string()));
+            }
+            if let Some(p) = &self.client_cert_file {
+                let _ = writeln!(out, "      clientCertFile: {}", q(&p.display().to_string()));
+            }
+            if let Some(p) = &self.client_key_file {
+                let _ = writeln!(out, "      clientKeyFile: {}", q(&p.display().to_string()));
+            }
+        }
+    }
+}
+
+/// The whole proxy config file. Ports are chosen free by [`ProxyConf::new`].
+#[derive(Clone, Debug)]
+pub struct ProxyConf {
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    pub client_ca_file: Option<PathBuf>,
+    pub admin: SocketAddr,
+    pub upstream: Option<String>,
+    pub signaling_domain: String,
+    pub advertise: Option<String>,
+    pub header_prefix: Option<String>,
+    pub nameservers: Vec<SocketAddr>,
+    pub max_ttl: String,
+    pub trunks: Vec<TrunkConf>,
+}
+
+pub const SIGNALING_DOMAIN: &str = "pstn.vsip-test.example";
+
+impl ProxyConf {
+    pub fn new(dns: &Dns) -> Self {
+        Self {
+            tcp: Some(SocketAddr::new(LOCALHOST, free_port())),
+            tls: None,
+            tls_cert: None,
+            client_ca_file: None,
+            admin: SocketAddr::new(LOCALHOST, free_port()),
+            upstream: None,
+            signaling_domain: SIGNALING_DOMAIN.to_owned(),
+            advertise: None,
+            header_prefix: None,
+            nameservers: vec![dns.addr()],
+            max_ttl: "60s".into(),
+            trunks: Vec::new(),
+        }
+    }
+
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.tcp.expect("config has no TCP listener")
+    }
+
+    pub fn to_yaml(&self) -> String {
+        use std::fmt::Write as _;
+        let q = yaml_str;
+        let mut out = String::new();
+        out.push_str("listen:\n");
+        if let Some(a) = self.tcp {
+            let _ = writeln!(out, "  tcp: {a}");
+        }
+        if let Some(a) = self.tls {
+            let _ = writeln!(out, "  tls: {a}");
+        }
+        if let Some((c, k)) = &self.tls_cert {
+            let _ = writeln!(
+                out,
+                "  tlsCertificate:\n    certFile: {}\n    keyFile: {}",
+                q(&c.display().to_string()),
+                q(&k.display().to_string())
+            );
+        }
+        if let Some(p) = &self.client_ca_file {
+            let _ = writeln!(out, "  clientCaFile: {}", q(&p.display().to_string()));
+        }
+        let _ = writeln!(out, "admin: {}", self.admin);
+        if let Some(u) = &self.upstream {
+            let _ = writeln!(out, "upstream: {}", q(u));
+        }
+        let _ = writeln!(out, "signalingDomain: {}", q(&self.signaling_domain));
+        if let Some(a) = &self.advertise {
+            let _ = writeln!(out, "advertise: {}", q(a));
+        }
+        if let Some(p) = &self.header_prefix {
+            let _ = writeln!(out, "headerPrefix: {}", q(p));
+        }
+        out.push_str("dns:\n  nameservers:\n");
+        for ns in &self.nameservers {
+            let _ = writeln!(out, "    - {}", q(&ns.to_string()));
+        }
+        let _ = writeln!(out, "  maxTtl: {}", self.max_ttl);
+        if self.trunks.is_empty() {
+            out.push_str("trunks: []\n");
+        } else {
+            out.push_str("trunks:\n");
+            for t in &self.trunks {
+                t.yaml(&mut out);
+            }
+        }
+        out
+    }
+}
+
+fn yaml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+// ---------------------------------------------------------------------------
+// The proxy process
+// ---------------------------------------------------------------------------
+
+pub fn vsip_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vsip")
+}
+
+/// `vsip proxy --config FILE` as a child process: config in a tempdir, stdout
+/// (JSON logs) and stderr captured, killed on drop.
+pub struct ProxyProcess {
+    pub conf: ProxyConf,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Child,
+    logs: Arc<Mutex<String>>,
+}
+
+impl ProxyProcess {
+    pub fn start(conf: ProxyConf) -> ProxyProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("proxy.yaml");
+        std::fs::write(&config_path, conf.to_yaml()).expect("write config");
+        let mut child = Command::new(vsip_bin())
+            .arg("proxy")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vsip proxy");
+        let logs = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+        ] {
+            let logs = logs.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let mut l = logs.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let mut p = ProxyProcess {
+            conf,
+            dir,
+            config_path,
+            child,
+            logs,
+        };
+        p.wait_ready(Duration::from_secs(20));
+        p
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "vsip proxy exited early ({status}) with config:\n{}\nlogs:\n{}",
+                    self.conf.to_yaml(),
+                    self.logs()
+                );
+            }
+            if let Ok((200, _)) = http_get(self.conf.admin, "/readyz") {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "vsip proxy not ready within {timeout:?}; config:\n{}\nlogs:\n{}",
+                    self.conf.to_yaml(),
+                    self.logs()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.conf.sip_addr()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.conf.admin, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub fn metrics(&self) -> String {
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200, "/metrics answered {code}: {body}");
+        body
+    }
+
+    /// Sum of every sample of `name` whose labels include all of `labels`
+    /// (0 when there is none yet: Prometheus counters may appear lazily).
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_sum(&self.metrics(), name, labels)
+    }
+
+    /// Writes a new config atomically (write + rename, as a Kubernetes volume
+    /// update does) and returns without waiting.
+    pub fn write_config_text(&self, text: &str) {
+        let tmp = self.dir.path().join(".proxy.yaml.tmp");
+        std::fs::write(&tmp, text).expect("write tmp config");
+        std::fs::rename(&tmp, &self.config_path).expect("rename config");
+    }
+
+    /// Rewrites the config and waits until the proxy reports a reload with
+    /// `result` other than `error` (`vsip_config_reloads_total`).
+    pub fn reload(&mut self, conf: ProxyConf) {
+        let before = self.good_reloads();
+        self.conf = conf;
+        let text = self.conf.to_yaml();
+        self.write_config_text(&text);
+        let logs = self.logs.clone();
+        wait_for(Duration::from_secs(15), "a successful config reload", || {
+            (self.good_reloads() > before).then_some(())
+        });
+        drop(logs);
+    }
+
+    pub fn good_reloads(&self) -> f64 {
+        let m = self.metrics();
+        metric_samples(&m, "vsip_config_reloads_total")
+            .into_iter()
+            .filter(|(l, _)| {
+                l.iter()
+                    .any(|(k, v)| k == "result" && v != "error" && v != "failure")
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Resident set size from /proc/PID/status, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "---- vsip proxy logs (pid {}) ----\n{}",
+                self.child.id(),
+                tail(&self.logs(), 150)
+            );
+        }
+    }
+}
+
+pub fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `vsip check-config FILE`: (exit success, stdout + stderr).
+pub fn check_config(path: &Path) -> (bool, String) {
+    let out = Command::new(vsip_bin())
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .expect("run vsip check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+// ---------------------------------------------------------------------------
+// Tiny HTTP client and Prometheus text parsing
+// ---------------------------------------------------------------------------
+
+/// `GET path` over a plain std TcpStream: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("bad HTTP answer: {text:?}")))?;
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Every sample of metric `name`: (labels, value).
+pub fn metric_samples(text: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
+            let Some(end) = r.rfind('}') else { continue };
+            (parse_labels(&r[..end]), r[end + 1..].trim())
+        } else if rest.starts_with(' ') {
+            (Vec::new(), rest.trim())
+        } else {
+            continue; // a longer name with this prefix
+        };
+        let value = value.split_whitespace().next().unwrap_or("");
+        if let Ok(v) = value.parse::<f64>() {
+            out.push((labels, v));
+        }
+    }
+    out
+}
+
+fn parse_labels(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].trim().trim_start_matches(',').trim().to_owned();
+        let after = &rest[eq + 1..];
+        let Some(after) = after.strip_prefix('"') else { break };
+        let mut val = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        val.push(match n {
+                            'n' => '\n',
+                            other => other,
+                        });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => val.push(c),
+            }
+        }
+        out.push((key, val));
+        rest = &after[end..];
+    }
+    out
+}
+
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_samples(text, name)
+        .into_iter()
+        .filter(|(l, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// SIPp
+// ---------------------------------------------------------------------------
+
+/// Builder for one SIPp process. UAC (`Sipp::uac`) or UAS (`Sipp::uas`), TCP
+/// with one socket (`-t t1`) by default, message/stat/error traces in a
+/// tempdir, `-timeout`/`-timeout_error` always set and a hard kill after that
+/// from Rust, so nothing hangs.
+pub struct Sipp {
+    scenario: PathBuf,
+    remote: Option<SocketAddr>,
+    local_ip: IpAddr,
+    local_port: Option<u16>,
+    transport: &'static str,
+    service: Option<String>,
+    calls: u32,
+    rate: Option<f64>,
+    limit: Option<u32>,
+    pause_ms: u64,
+    timeout: Duration,
+    keys: Vec<(String, String)>,
+    subst: Vec<(String, String)>,
+    extra: Vec<String>,
+}
+
+/// What a finished SIPp run produced.
+#[derive(Debug, Clone)]
+pub struct SippResult {
+    /// Exit code (0: every call succeeded; 1: some failed; None: killed).
+    pub status: Option<i32>,
+    pub successful: u64,
+    pub failed: u64,
+    /// `-trace_msg` log: every message sent and received.
+    pub messages: String,
+    /// `-trace_err` log: unexpected messages.
+    pub errors: String,
+    /// SIPp's final screen (stdout + stderr).
+    pub screen: String,
+}
+
+impl SippResult {
+    /// Received messages, in order, each as its raw text.
+    pub fn received(&self) -> Vec<String> {
+        split_trace(&self.messages, "received")
+    }
+    pub fn sent(&self) -> Vec<String> {
+        split_trace(&self.messages, "sent")
+    }
+    /// Received requests with this method.
+    pub fn received_requests(&self, method: &str) -> Vec<sip::Msg> {
+        self.received()
+            .iter()
+            .filter_map(|m| sip::Msg::parse(m.as_bytes()))
+            .filter(|m| m.method() == Some(method))
+            .collect()
+    }
+    /// Received responses with this status.
+    pub fn received_responses(&self, code: u16) -> Vec<sip::Msg> {
+        self.received()
+            .iter()
+            .filter_map(|m| sip::Msg::parse(m.as_bytes()))
+            .filter(|m| m.status() == Some(code))
+            .collect()
+    }
+    pub fn summary(&self) -> String {
+        format!(
+            "status={:?} successful={} failed={}\n--- errors ---\n{}\n--- screen (tail) ---\n{}\n--- messages (tail) ---\n{}",
+            self.status,
+            self.successful,
+            self.failed,
+            tail(&self.errors, 40),
+            tail(&self.screen, 25),
+            tail(&self.messages, 80)
+        )
+    }
+    pub fn assert_all_ok(&self, calls: u64) {
+        assert!(
+            self.status == Some(0) && self.successful == calls && self.failed == 0,
+            "expected {calls} successful SIPp calls\n{}",
+            self.summary()
+        );
+    }
+}
+
+/// Splits a SIPp `-trace_msg` log into the message texts of one direction.
+pub fn split_trace(log: &str, direction: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for block in log.split("\n-----------------------------------------------") {
+        let mut lines = block.lines();
+        // first line: " date time" (or the dashes of the first block)
+        let _ = lines.next();
+        let Some(kind) = lines.next() else { continue };
+        if !kind.contains(&format!("message {direction}")) {
+            continue;
+        }
+        let body: Vec<&str> = lines.collect();
+        // Lines are rejoined with CRLF; trailing CRLFs beyond Content-Length
+        // are harmless (the parser cuts the body at Content-Length).
+        let text = body.join("\r\n") + "\r\n\r\n";
+        let text = text.trim_start_matches(['\r', '\n']).to_owned();
+        if !text.trim().is_empty() {
+            out.push(text);
+        }
+    }
+    out
+}
+
+impl Sipp {
+    fn new(scenario_name: &str) -> Self {
+        require_sipp();
+        Self {
+            scenario: scenario(scenario_name),
+            remote: None,
+            local_ip: LOCALHOST,
+            local_port: None,
+            transport: "t1",
+            service: None,
+            calls: 1,
+            rate: None,
+            limit: None,
+            pause_ms: 100,
+            timeout: Duration::from_secs(30),
+            keys: Vec::new(),
+            subst: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// A SIPp client placing calls to `remote`.
+    pub fn uac(scenario_name: &str, remote: SocketAddr) -> Self {
+        let mut s = Self::new(scenario_name);
+        s.remote = Some(remote);
+        s
+    }
+
+    /// A SIPp server listening on `ip:port`.
+    pub fn uas(scenario_name: &str, ip: IpAddr, port: u16) -> Self {
+        let mut s = Self::new(scenario_name);
+        s.local_ip = ip;
+        s.local_port = Some(port);
+        s
+    }
+
+    pub fn local_ip(mut self, ip: IpAddr) -> Self {
+        self.local_ip = ip;
+        self
+    }
+    pub fn local_port(mut self, port: u16) -> Self {
+        self.local_port = Some(port);
+        self
+    }
+    /// `-s`: the user part of the Request-URI (the dialled number).
+    pub fn service(mut self, number: &str) -> Self {
+        self.service = Some(number.to_owned());
+        self
+    }
+    /// `-m`: calls to place (UAC) or to take before exiting (UAS).
+    pub fn calls(mut self, n: u32) -> Self {
+        self.calls = n;
+        self
+    }
+    /// `-r` calls per second.
+    pub fn rate(mut self, cps: f64) -> Self {
+        self.rate = Some(cps);
+        self
+    }
+    /// `-l` simultaneous calls.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = Some(n);
+        self
+    }
+    /// `-d`: length of `<pause/>`.
+    pub fn pause_ms(mut self, ms: u64) -> Self {
+        self.pause_ms = ms;
+        self
+    }
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+    /// `-key NAME VALUE` (used as `[NAME]` in a scenario).
+    pub fn key(mut self, k: &str, v: &str) -> Self {
+        self.keys.push((k.into(), v.into()));
+        self
+    }
+    /// Replaces `from` with `to` in the scenario text before running
+    /// (`uac_expect_status.xml` carries `__EXPECTED__`).
+    pub fn subst(mut self, from: &str, to: &str) -> Self {
+        self.subst.push((from.into(), to.into()));
+        self
+    }
+    pub fn arg(mut self, a: &str) -> Self {
+        self.extra.push(a.into());
+        self
+    }
+
+    pub fn spawn(self) -> SippRun {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scenario = if self.subst.is_empty() {
+            self.scenario.clone()
+        } else {
+            let mut text = std::fs::read_to_string(&self.scenario).unwrap();
+            for (f, t) in &self.subst {
+                text = text.replace(f, t);
+            }
+            let p = dir.path().join(self.scenario.file_name().unwrap());
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let msg = dir.path().join("messages.log");
+        let stat = dir.path().join("stat.csv");
+        let err = dir.path().join("errors.log");
+        let screen = dir.path().join("screen.txt");
+        let local_port = self.local_port.unwrap_or_else(|| free_port_on(&[self.local_ip]));
+        let mut cmd = Command::new("sipp");
+        if let Some(r) = self.remote {
+            cmd.arg(r.to_string());
+        }
+        cmd.arg("-sf").arg(&scenario);
+        cmd.args(["-t", self.transport]);
+        cmd.arg("-i").arg(self.local_ip.to_string());
+        cmd.arg("-p").arg(local_port.to_string());
+        cmd.arg("-m").arg(self.calls.to_string());
+        if let Some(s) = &self.service {
+            cmd.arg("-s").arg(s);
+        }
+        if let Some(r) = self.rate {
+            cmd.arg("-r").arg(format!("{r}"));
+        }
+        if let Some(l) = self.limit {
+            cmd.arg("-l").arg(l.to_string());
+        }
+        cmd.arg("-d").arg(self.pause_ms.to_string());
+        for (k, v) in &self.keys {
+            cmd.arg("-key").arg(k).arg(v);
+        }
+        cmd.arg("-nostdin");
+        cmd.arg("-trace_msg").arg("-message_file").arg(&msg);
+        cmd.arg("-trace_stat").arg("-stf").arg(&stat);
+        cmd.arg("-trace_err").arg("-error_file").arg(&err);
+        cmd.arg("-timeout")
+            .arg(format!("{}s", self.timeout.as_secs().max(1)));
+        cmd.arg("-timeout_error");
+        cmd.args(&self.extra);
+        let out = std::fs::File::create(&screen).unwrap();
+        let child = cmd
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn sipp");
+        let run = SippRun {
+            child: Some(child),
+            dir,
+            kill_at: Instant::now() + self.timeout + Duration::from_secs(15),
+            local: SocketAddr::new(self.local_ip, local_port),
+            msg,
+            stat,
+            err,
+            screen,
+        };
+        if self.remote.is_none() {
+            // A server: wait until it listens.
+            let addr = run.local;
+            wait_for(Duration::from_secs(10), "SIPp UAS to listen", || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .ok()
+                    .map(|_| ())
+            });
+        }
+        run
+    }
+
+    /// Spawns and waits for the end.
+    pub fn run(self) -> SippResult {
+        self.spawn().wait()
+    }
+}
+
+/// A running SIPp process. Killed on drop if still running.
+pub struct SippRun {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    kill_at: Instant,
+    pub local: SocketAddr,
+    msg: PathBuf,
+    stat: PathBuf,
+    err: PathBuf,
+    screen: PathBuf,
+}
+
+impl SippRun {
+    pub fn addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The message log as written so far (SIPp flushes per message).
+    pub fn messages_so_far(&self) -> String {
+        std::fs::read_to_string(&self.msg).unwrap_or_default()
+    }
+
+    /// Number of received requests of `method` so far.
+    pub fn count_received(&self, method: &str) -> usize {
+        split_trace(&self.messages_so_far(), "received")
+            .iter()
+            .filter(|m| m.starts_with(&format!("{method} ")))
+            .count()
+    }
+
+    /// Waits for SIPp to exit by itself (hard kill at the deadline).
+    pub fn wait(mut self) -> SippResult {
+        let mut child = self.child.take().unwrap();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break st.code(),
+                Ok(None) if Instant::now() > self.kill_at => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(_) => break None,
+            }
+        };
+        self.collect(status)
+    }
+
+    /// Ends a server that would otherwise wait for more calls: SIGTERM (SIPp
+    /// then writes its stats), a hard kill if it lingers.
+    pub fn stop(mut self) -> SippResult {
+        let mut child = self.child.take().unwrap();
+        if let Ok(None) = child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+        }
+        let status = child.wait().ok().and_then(|s| s.code());
+        self.collect(status)
+    }
+
+    fn collect(&self, status: Option<i32>) -> SippResult {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let stat = read(&self.stat);
+        let (successful, failed) = parse_stat(&stat);
+        SippResult {
+            status,
+            successful,
+            failed,
+            messages: read(&self.msg),
+            errors: read(&self.err),
+            screen: read(&self.screen),
+        }
+    }
+}
+
+impl Drop for SippRun {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = &self.dir;
+    }
+}
+
+/// (SuccessfulCall(C), FailedCall(C)) of the last line of a `-trace_stat` CSV.
+fn parse_stat(csv: &str) -> (u64, u64) {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let Some(head) = lines.next() else {
+        return (0, 0);
+    };
+    let Some(last) = lines.last() else {
+        return (0, 0);
+    };
+    let cols: Vec<&str> = head.split(';').collect();
+    let vals: Vec<&str> = last.split(';').collect();
+    let get = |name: &str| {
+        cols.iter()
+            .position(|c| c.trim() == name)
+            .and_then(|i| vals.get(i))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (get("SuccessfulCall(C)"), get("FailedCall(C)"))
+}
+
+// ---------------------------------------------------------------------------
+// Misbehaving network peers
+// ---------------------------------------------------------------------------
+
+/// A TCP listener that accepts connections and reads everything but never
+/// answers: an SBC that went silent (for `responseTimeout`).
+pub struct SilentListener {
+    pub addr: SocketAddr,
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    pub bytes: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentListener {
+    pub fn start(addr: SocketAddr) -> SilentListener {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncReadExt;
+        let listener = rt()
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .expect("bind silent listener");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (accepted.clone(), bytes.clone());
+        let task = rt().spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    break;
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        b.fetch_add(n, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        SilentListener {
+            addr,
+            accepted,
+            bytes,
+            task,
+        }
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An address whose TCP connects hang (for `connectTimeout`): a listening
+/// socket with backlog 0 that never accepts, with its accept queue filled by
+/// our own connections. Linux then drops further SYNs silently, so the
+/// proxy's `connect()` neither succeeds nor gets refused until it times out.
+pub struct BlackholeListener {
+    pub addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+impl BlackholeListener {
+    pub fn start(addr: SocketAddr) -> BlackholeListener {
+        let listener = rt().block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(addr).unwrap();
+            sock.listen(0).unwrap()
+        });
+        let mut fillers = Vec::new();
+        // Fill the accept queue; stop when a connect no longer completes.
+        for _ in 0..8 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => break,
+            }
+        }
+        // Prove the trap works before relying on it.
+        let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+        assert!(
+            probe.is_err(),
+            "blackhole at {addr} still completes connections (filled {})",
+            fillers.len()
+        );
+        BlackholeListener {
+            addr,
+            _listener: listener,
+            _fillers: fillers,
+        }
+    }
+}
+
+/// The first `n` lines of a text (for short panic messages).
+pub fn head(s: &str, n: usize) -> String {
+    s.lines().take(n).collect::<Vec<_>>().join("\n")
+}

@@ -507,9 +507,11 @@ impl ProxyProcess {
         let text = self.conf.to_yaml();
         self.write_config_text(&text);
         let logs = self.logs.clone();
-        wait_for(Duration::from_secs(15), "a successful config reload", || {
-            (self.good_reloads() > before).then_some(())
-        });
+        wait_for(
+            Duration::from_secs(15),
+            "a successful config reload",
+            || (self.good_reloads() > before).then_some(()),
+        );
         drop(logs);
     }
 
@@ -607,7 +609,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        let n =
+            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
         if n == 0 || rest.len() < n {
             break;
         }
@@ -649,7 +652,9 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
     while let Some(eq) = rest.find('=') {
         let key = rest[..eq].trim().trim_start_matches(',').trim().to_owned();
         let after = &rest[eq + 1..];
-        let Some(after) = after.strip_prefix('"') else { break };
+        let Some(after) = after.strip_prefix('"') else {
+            break;
+        };
         let mut val = String::new();
         let mut chars = after.char_indices();
         let mut end = after.len();
@@ -891,6 +896,11 @@ impl Sipp {
         } else {
             let mut text = std::fs::read_to_string(&self.scenario).unwrap();
             for (f, t) in &self.subst {
+                assert!(
+                    text.contains(f.as_str()),
+                    "{f:?} not in {}",
+                    self.scenario.display()
+                );
                 text = text.replace(f, t);
             }
             let p = dir.path().join(self.scenario.file_name().unwrap());
@@ -901,7 +911,9 @@ impl Sipp {
         let stat = dir.path().join("stat.csv");
         let err = dir.path().join("errors.log");
         let screen = dir.path().join("screen.txt");
-        let local_port = self.local_port.unwrap_or_else(|| free_port_on(&[self.local_ip]));
+        let local_port = self
+            .local_port
+            .unwrap_or_else(|| free_port_on(&[self.local_ip]));
         let mut cmd = Command::new("sipp");
         if let Some(r) = self.remote {
             cmd.arg(r.to_string());
@@ -1069,11 +1081,11 @@ impl Drop for SippRun {
 
 /// (SuccessfulCall(C), FailedCall(C)) of the last line of a `-trace_stat` CSV.
 fn parse_stat(csv: &str) -> (u64, u64) {
-    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let Some(head) = lines.next() else {
+    let lines: Vec<&str> = csv.lines().filter(|l| !l.trim().is_empty()).collect();
+    let Some(head) = lines.first() else {
         return (0, 0);
     };
-    let Some(last) = lines.last() else {
+    let Some(last) = lines.get(1..).and_then(|l| l.last()) else {
         return (0, 0);
     };
     let cols: Vec<&str> = head.split(';').collect();
@@ -1187,4 +1199,91 @@ impl BlackholeListener {
 /// The first `n` lines of a text (for short panic messages).
 pub fn head(s: &str, n: usize) -> String {
     s.lines().take(n).collect::<Vec<_>>().join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// Common fixtures
+// ---------------------------------------------------------------------------
+
+pub const FQDN: &str = "sip.acme.vsip-test.example";
+pub const NUMBER: &str = "+911234567890";
+/// The caller number the scenarios put in From.
+pub const CALLER: &str = "+919876500000";
+
+/// A one-trunk inbound lab: a proxy whose trunk (FQDN resolved by `dns`)
+/// owns [`NUMBER`] on `port`, upstream = the carrier at 127.0.0.1. `tweak`
+/// edits the trunk.
+pub fn inbound_proxy(dns: &Dns, port: u16, tweak: impl FnOnce(&mut TrunkConf)) -> ProxyProcess {
+    let mut conf = ProxyConf::new(dns);
+    // The carrier: SIPp callers bind 127.0.0.1, as a real carrier calls from
+    // the upstream host.
+    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+    let mut t = TrunkConf::tcp("acme/acme-mumbai", FQDN, port, &[NUMBER]);
+    t.trunk_sid = "TSacme0001".into();
+    tweak(&mut t);
+    conf.trunks.push(t);
+    ProxyProcess::start(conf)
+}
+
+/// The only request of `method` in a SIPp result, or a panic with context.
+pub fn only_request(r: &SippResult, method: &str) -> sip::Msg {
+    let v = r.received_requests(method);
+    assert_eq!(v.len(), 1, "expected exactly one {method}\n{}", r.summary());
+    v.into_iter().next().unwrap()
+}
+
+/// Raw TCP exchange: sends `bytes`, returns the first SIP message answered
+/// (None when the peer closed or stayed silent for `wait`).
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<sip::Msg> {
+    rt().block_on(async {
+        let s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut c = sip::Conn::new(s);
+        // The peer may close while we are still writing (oversize): ignore.
+        let _ = c.send_raw(bytes).await;
+        c.recv(wait).await
+    })
+}
+
+/// An INVITE as a carrier would send it, as raw text (CRLF line ends), with
+/// `drop` headers removed and `extra` added; SDP is G.711.
+pub fn raw_invite(
+    proxy: SocketAddr,
+    number: &str,
+    drop: &[&str],
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    let n: u32 = rand::random();
+    // sent-by of a carrier that is never dialled back: responses return over
+    // the connection the request came in on.
+    let local = SocketAddr::new(LOCALHOST, 5099);
+    let mut headers: Vec<(String, String)> = vec![
+        (
+            "Via".into(),
+            format!("SIP/2.0/TCP {local};branch=z9hG4bK-raw{n}"),
+        ),
+        ("Max-Forwards".into(), "70".into()),
+        (
+            "From".into(),
+            format!("\"{CALLER}\" <sip:{CALLER}@{}>;tag=raw{n}", local.ip()),
+        ),
+        ("To".into(), format!("<sip:{number}@{}>", proxy.ip())),
+        ("Call-ID".into(), format!("raw-{n}@{}", local.ip())),
+        ("CSeq".into(), "1 INVITE".into()),
+        (
+            "Contact".into(),
+            format!("<sip:{CALLER}@{local};transport=tcp>"),
+        ),
+        ("Content-Type".into(), "application/sdp".into()),
+    ];
+    headers.retain(|(k, _)| !drop.iter().any(|d| d.eq_ignore_ascii_case(k)));
+    for (k, v) in extra {
+        headers.push((k.to_string(), v.to_string()));
+    }
+    headers.push(("Content-Length".into(), sip::SDP_G711.len().to_string()));
+    let m = sip::Msg {
+        start: format!("INVITE sip:{number}@{proxy};transport=tcp SIP/2.0"),
+        headers,
+        body: sip::SDP_G711.as_bytes().to_vec(),
+    };
+    m.to_bytes()
 }

@@ -61,7 +61,10 @@ impl Msg {
             headers,
             body: Vec::new(),
         };
-        if let Some(len) = m.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if let Some(len) = m
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             body.truncate(len);
         }
         Some(Msg { body, ..m })
@@ -185,9 +188,7 @@ pub fn uri_of(v: &str) -> String {
 
 /// Host part of a SIP URI (`sip:+91@host:5070;transport=tcp` → `host`).
 pub fn uri_host(uri: &str) -> String {
-    let rest = uri
-        .trim_start_matches("sips:")
-        .trim_start_matches("sip:");
+    let rest = uri.trim_start_matches("sips:").trim_start_matches("sip:");
     let rest = rest.split(';').next().unwrap_or(rest);
     let hostport = rest.rsplit('@').next().unwrap_or(rest);
     if let Some(r) = hostport.strip_prefix('[') {
@@ -198,9 +199,7 @@ pub fn uri_host(uri: &str) -> String {
 
 /// User part of a SIP URI.
 pub fn uri_user(uri: &str) -> String {
-    let rest = uri
-        .trim_start_matches("sips:")
-        .trim_start_matches("sip:");
+    let rest = uri.trim_start_matches("sips:").trim_start_matches("sip:");
     match rest.split_once('@') {
         Some((u, _)) => u.to_owned(),
         None => String::new(),
@@ -216,9 +215,13 @@ pub fn param<'a>(v: &'a str, name: &str) -> Option<&'a str> {
 }
 
 pub fn has_param(v: &str, name: &str) -> bool {
-    v.split(';')
-        .skip(1)
-        .any(|p| p.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case(name))
+    v.split(';').skip(1).any(|p| {
+        p.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case(name)
+    })
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
@@ -306,10 +309,10 @@ pub fn response(req: &Msg, code: u16, reason: &str, to_tag: Option<&str>) -> Msg
     }
     headers.push(("From".into(), req.header("from").unwrap_or("").into()));
     let mut to = req.header("to").unwrap_or("").to_owned();
-    if let Some(tag) = to_tag {
-        if param(&to, "tag").is_none() {
-            to.push_str(&format!(";tag={tag}"));
-        }
+    if let Some(tag) = to_tag
+        && param(&to, "tag").is_none()
+    {
+        to.push_str(&format!(";tag={tag}"));
     }
     headers.push(("To".into(), to));
     headers.push(("Call-ID".into(), req.call_id().into()));

@@ -13,8 +13,7 @@ use std::{
 };
 
 use rustls::{
-    ClientConfig, RootCertStore, ServerConfig,
-    crypto::ring::default_provider,
+    ClientConfig, RootCertStore, ServerConfig, crypto::ring::default_provider,
     server::WebPkiClientVerifier,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
@@ -98,7 +97,11 @@ pub async fn connect(
 }
 
 /// The end-entity certificate (DER) a TLS server at `addr` presents.
-pub fn peer_certificate(addr: SocketAddr, server_name: &str, ca_pem: &str) -> Result<Vec<u8>, String> {
+pub fn peer_certificate(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &str,
+) -> Result<Vec<u8>, String> {
     rt().block_on(async {
         let s = connect(
             super::LOCALHOST,
@@ -184,7 +187,12 @@ impl TlsUas {
                         }
                     };
                     log.handshakes_ok.fetch_add(1, Ordering::SeqCst);
-                    if tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty()) {
+                    if tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|c| !c.is_empty())
+                    {
                         log.client_certs.fetch_add(1, Ordering::SeqCst);
                     }
                     serve_uas(Conn::new(tls), addr, &log).await;
@@ -222,7 +230,8 @@ where
                 );
                 let _ = conn.send(&ringing).await;
                 let mut ok = sip::response(&req, 200, "OK", Some(tag));
-                ok.headers.insert(ok.headers.len() - 1, ("Contact".into(), contact.clone()));
+                ok.headers
+                    .insert(ok.headers.len() - 1, ("Contact".into(), contact.clone()));
                 let sdp = "v=0\r\no=sbc 2 2 IN IP4 127.0.0.1\r\ns=tls-sbc\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
                 let ok = sip::with_body(ok, "application/sdp", sdp.as_bytes());
                 let _ = conn.send(&ok).await;

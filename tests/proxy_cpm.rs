@@ -1,0 +1,110 @@
+//! Calls-per-minute quota: at most `callsPerMinute` initial INVITEs per trunk
+//! in any rolling 60 s; the excess gets 503 with Retry-After. Driven at a
+//! high rate (300 calls at 25 cps ≈ 12 s) so the whole burst sits inside one
+//! minute and the test stays short.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const TRUNK: &str = "acme/acme-mumbai";
+
+#[test]
+fn burst_of_300_calls_gets_exactly_200_through_and_100_throttled() {
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let proxy = inbound_proxy(&dns, port, |t| t.calls_per_minute = Some(200));
+    // Room for more than 200 so an over-delivery would show in its log.
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port)
+        .calls(300)
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    let uac = Sipp::uac("uac_cpm.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .calls(300)
+        .rate(25.0)
+        .limit(50)
+        .pause_ms(0)
+        .timeout(Duration::from_secs(50))
+        .run();
+    // Every call ends as scripted: answered (200) or throttled (503 + ACK).
+    uac.assert_all_ok(300);
+    let sbc = sbc.stop();
+    let delivered = sbc.received_requests("INVITE").len();
+    assert_eq!(
+        delivered,
+        200,
+        "INVITEs delivered to the SBC\n{}",
+        sbc.summary()
+    );
+    let throttled: Vec<_> = uac
+        .received_responses(503)
+        .into_iter()
+        .filter(|m| m.cseq_method() == "INVITE")
+        .collect();
+    assert_eq!(
+        throttled.len(),
+        100,
+        "503s at the carrier\n{}",
+        uac.summary()
+    );
+    for m in &throttled {
+        let ra = m
+            .header("retry-after")
+            .unwrap_or_else(|| panic!("503 without Retry-After: {m:?}"));
+        let secs: u64 = ra
+            .split([';', ' ', '('])
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Retry-After not delta-seconds: {ra:?}"));
+        assert!(
+            (1..=60).contains(&secs),
+            "Retry-After {secs}s should be within the window"
+        );
+    }
+    let answered = uac
+        .received_responses(200)
+        .into_iter()
+        .filter(|m| m.cseq_method() == "INVITE")
+        .count();
+    assert_eq!(answered, 200);
+    assert_eq!(
+        proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),
+        100.0,
+        "{}",
+        proxy.metrics()
+    );
+}
+
+#[test]
+fn in_dialog_requests_do_not_count_against_the_quota() {
+    // Quota 3: three calls each with a re-INVITE, ACKs and a BYE all pass;
+    // only the fourth initial INVITE is refused.
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let proxy = inbound_proxy(&dns, port, |t| t.calls_per_minute = Some(3));
+    let sbc = Sipp::uas("uas_reinvite.xml", lo(2), port).calls(3).spawn();
+    Sipp::uac("uac_reinvite.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .calls(3)
+        .rate(10.0)
+        .run()
+        .assert_all_ok(3);
+    sbc.wait().assert_all_ok(3);
+    let uac = Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .run();
+    uac.assert_all_ok(1);
+    assert!(uac.received_responses(503)[0].has("retry-after"));
+    assert_eq!(
+        proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),
+        1.0
+    );
+}

@@ -1,0 +1,405 @@
+//! Inbound calls (upstream/carrier → trunk SBC) through a real `vsip proxy`:
+//! SIPp as carrier (UAC) and as SBC (UAS), the lab DNS server resolving the
+//! trunk FQDN, assertions on the INVITE exactly as the SBC received it
+//! (SIPp's message trace) against the seed's sample and header table.
+
+mod support;
+
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
+
+use support::{sip::*, *};
+
+/// SBC on 127.0.0.2:port, FQDN → 127.0.0.2, proxy with one trunk.
+fn lab(tweak: impl FnOnce(&mut TrunkConf)) -> (Dns, ProxyProcess, u16) {
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let proxy = inbound_proxy(&dns, port, tweak);
+    (dns, proxy, port)
+}
+
+#[test]
+fn invite_at_sbc_matches_seed_sample_and_header_table() {
+    let (_dns, proxy, port) = lab(|t| {
+        t.headers = vec![("X-Customer-Tag".into(), "acme-blr".into())];
+    });
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    let uac = Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run();
+    uac.assert_all_ok(1);
+    let sbc = sbc.wait();
+    sbc.assert_all_ok(1);
+
+    let sent = uac.sent();
+    let sent_invite = Msg::text(sent.iter().find(|m| m.starts_with("INVITE")).unwrap());
+    let inv = only_request(&sbc, "INVITE");
+    let ctx = format!(
+        "INVITE at SBC:\n{}",
+        String::from_utf8_lossy(&inv.to_bytes())
+    );
+
+    // Request-URI: sip:<number>@<fqdn>:<port>;transport=tcp (seed sample).
+    assert_eq!(
+        inv.request_uri().unwrap(),
+        format!("sip:{NUMBER}@{FQDN}:{port};transport=tcp"),
+        "{ctx}"
+    );
+    // Every mandatory header of the seed's table.
+    for h in [
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Content-Type",
+        "Content-Length",
+        "Max-Forwards",
+        "X-Exotel-CallSid",
+        "X-Exotel-LegSid",
+        "X-Exotel-TrunkSid",
+        "P-Asserted-Identity",
+    ] {
+        assert!(
+            inv.header(h).is_some_and(|v| !v.is_empty()),
+            "mandatory header {h} missing\n{ctx}"
+        );
+    }
+    // Via: the proxy's own Via on top (TCP towards the SBC), carrier's below.
+    let vias = inv.header_values("via");
+    assert!(vias.len() >= 2, "proxy Via + carrier Via expected\n{ctx}");
+    assert!(vias[0].starts_with("SIP/2.0/TCP "), "{ctx}");
+    assert!(
+        param(&vias[0], "branch").is_some_and(|b| b.starts_with("z9hG4bK")),
+        "RFC 3261 branch on the proxy's Via\n{ctx}"
+    );
+    assert_eq!(
+        vias[1],
+        sent_invite.header("via").unwrap(),
+        "carrier's Via kept below the proxy's\n{ctx}"
+    );
+    // To: the number at the FQDN.
+    let to = uri_of(inv.header("to").unwrap());
+    assert_eq!(uri_user(&to), NUMBER, "{ctx}");
+    assert_eq!(uri_host(&to), FQDN, "{ctx}");
+    assert!(param(inv.header("to").unwrap(), "tag").is_none(), "{ctx}");
+    // From / PAI: the caller at the signalling domain; From keeps its tag.
+    let from = inv.header("from").unwrap();
+    assert_eq!(uri_user(&uri_of(from)), CALLER, "{ctx}");
+    assert_eq!(uri_host(&uri_of(from)), SIGNALING_DOMAIN, "{ctx}");
+    assert_eq!(
+        param(from, "tag"),
+        param(sent_invite.header("from").unwrap(), "tag"),
+        "From tag must survive (dialog identity)\n{ctx}"
+    );
+    let pai = uri_of(inv.header("p-asserted-identity").unwrap());
+    assert_eq!(uri_user(&pai), CALLER, "{ctx}");
+    assert_eq!(uri_host(&pai), SIGNALING_DOMAIN, "{ctx}");
+    assert_eq!(inv.header("p-early-media"), Some("supported"), "{ctx}");
+    // Dialog identifiers and loop control.
+    assert_eq!(inv.call_id(), sent_invite.call_id(), "{ctx}");
+    assert_eq!(inv.header("cseq"), Some("102 INVITE"), "{ctx}");
+    assert_eq!(inv.header("max-forwards"), Some("69"), "{ctx}");
+    // Correlation headers.
+    let call_sid = inv.header("x-exotel-callsid").unwrap();
+    let leg_sid = inv.header("x-exotel-legsid").unwrap();
+    assert_ne!(call_sid, leg_sid, "{ctx}");
+    assert_eq!(inv.header("x-exotel-trunksid"), Some("TSacme0001"), "{ctx}");
+    assert_eq!(inv.header("x-customer-tag"), Some("acme-blr"), "{ctx}");
+    // Two Record-Route entries (one per side), each loose-routing.
+    let rr = inv.header_values("record-route");
+    assert_eq!(rr.len(), 2, "two Record-Route entries expected\n{ctx}");
+    for r in &rr {
+        assert!(
+            has_param(&uri_of(r), "lr"),
+            "Record-Route {r} lacks lr\n{ctx}"
+        );
+    }
+    // SDP: byte-identical, and the length says so.
+    assert_eq!(inv.header("content-type"), Some("application/sdp"), "{ctx}");
+    assert_eq!(
+        String::from_utf8_lossy(&inv.body),
+        String::from_utf8_lossy(&sent_invite.body),
+        "SDP must pass untouched\n{ctx}"
+    );
+    assert_eq!(
+        inv.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        inv.body.len(),
+        "{ctx}"
+    );
+
+    // The 200 the carrier got carries both Record-Route entries back, and the
+    // proxy's Via is gone from it.
+    let ok = uac
+        .received_responses(200)
+        .into_iter()
+        .find(|m| m.cseq_method() == "INVITE")
+        .expect("200 to INVITE at carrier");
+    assert_eq!(ok.header_values("record-route").len(), 2, "{ok:?}");
+    assert_eq!(ok.header_values("via").len(), 1, "{ok:?}");
+    // The BYE reached the SBC along the route set, addressed to its Contact.
+    let bye = only_request(&sbc, "BYE");
+    assert!(
+        bye.request_uri().unwrap().starts_with("sip:sbc@127.0.0.2"),
+        "BYE Request-URI should be the SBC's Contact: {bye:?}"
+    );
+
+    // Observability: the call is counted, DNS looked up, logs correlate.
+    let m = proxy.metrics();
+    assert!(
+        metric_sum(
+            &m,
+            "vsip_calls_total",
+            &[("trunk", "acme/acme-mumbai"), ("direction", "inbound")]
+        ) >= 1.0,
+        "vsip_calls_total for the inbound call:\n{m}"
+    );
+    assert!(metric_sum(&m, "vsip_dns_lookups_total", &[]) >= 1.0, "{m}");
+    assert!(
+        metric_sum(
+            &m,
+            "vsip_call_setup_duration_seconds_count",
+            &[("trunk", "acme/acme-mumbai")]
+        ) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(metric_sum(&m, "vsip_routes_trunks", &[]), 1.0, "{m}");
+    let logs = proxy.logs();
+    assert!(
+        logs.lines().any(|l| l.contains(inv.call_id())
+            && l.contains(call_sid)
+            && l.contains("call_id")
+            && l.contains("call_sid")),
+        "a JSON log line with call_id={} and call_sid={call_sid} expected:\n{}",
+        inv.call_id(),
+        tail(&logs, 40)
+    );
+}
+
+#[test]
+fn callsid_kept_when_carrier_sent_one_else_generated_per_call() {
+    let (_dns, proxy, port) = lab(|_| {});
+    // Carrier already stamped a CallSid: kept; a new LegSid is added.
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_callsid.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .key("callsid", "CAcarrier0000000001")
+        .run()
+        .assert_all_ok(1);
+    let sbc = sbc.wait();
+    let inv = only_request(&sbc, "INVITE");
+    assert_eq!(
+        inv.header_lines("x-exotel-callsid"),
+        vec!["CAcarrier0000000001"],
+        "{inv:?}"
+    );
+    let leg = inv.header("x-exotel-legsid").expect("LegSid");
+    assert!(!leg.is_empty() && leg != "CAcarrier0000000001", "{inv:?}");
+
+    // None sent: one generated per call, all distinct; LegSids distinct too.
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).calls(3).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .calls(3)
+        .rate(10.0)
+        .run()
+        .assert_all_ok(3);
+    let sbc = sbc.wait();
+    let invites = sbc.received_requests("INVITE");
+    assert_eq!(invites.len(), 3, "{}", sbc.summary());
+    let calls: HashSet<_> = invites
+        .iter()
+        .map(|m| {
+            m.header("x-exotel-callsid")
+                .expect("generated CallSid")
+                .to_owned()
+        })
+        .collect();
+    let legs: HashSet<_> = invites
+        .iter()
+        .map(|m| m.header("x-exotel-legsid").expect("LegSid").to_owned())
+        .collect();
+    assert_eq!(calls.len(), 3, "CallSid must be unique per call: {calls:?}");
+    assert_eq!(legs.len(), 3, "LegSid must be unique per leg: {legs:?}");
+    assert!(calls.iter().all(|c| !c.is_empty()));
+}
+
+#[test]
+fn callee_hangs_up_bye_follows_record_route_to_carrier() {
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_bye.xml", lo(2), port).spawn();
+    let uac = Sipp::uac("uac_wait_bye.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run();
+    uac.assert_all_ok(1);
+    let sbc = sbc.wait();
+    sbc.assert_all_ok(1);
+    // The SBC's BYE carried the route set (both proxy entries, as Route).
+    let sent_bye = sbc
+        .sent()
+        .into_iter()
+        .map(|m| Msg::text(&m))
+        .find(|m| m.method() == Some("BYE"))
+        .unwrap();
+    assert_eq!(sent_bye.header_values("route").len(), 2, "{sent_bye:?}");
+    // At the carrier: addressed to its Contact, the proxy's Via on top, and
+    // the proxy's own Route entries consumed.
+    let bye = only_request(&uac, "BYE");
+    assert!(
+        bye.request_uri()
+            .unwrap()
+            .starts_with(&format!("sip:{CALLER}@127.0.0.1")),
+        "{bye:?}"
+    );
+    assert_eq!(bye.header_values("via").len(), 2, "{bye:?}");
+    assert!(bye.header_values("route").is_empty(), "{bye:?}");
+    assert_eq!(bye.header("max-forwards"), Some("69"), "{bye:?}");
+}
+
+#[test]
+fn cancel_before_answer_reaches_sbc_and_caller_gets_487() {
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_ringing_no_answer.xml", lo(2), port).spawn();
+    let uac = Sipp::uac("uac_cancel.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run();
+    uac.assert_all_ok(1);
+    let sbc = sbc.wait();
+    sbc.assert_all_ok(1);
+    let inv = only_request(&sbc, "INVITE");
+    let cancel = only_request(&sbc, "CANCEL");
+    // RFC 3261 §16.10: the CANCEL matches the forwarded INVITE's branch.
+    assert_eq!(
+        param(&cancel.header_values("via")[0], "branch"),
+        param(&inv.header_values("via")[0], "branch"),
+        "CANCEL must match the INVITE client transaction\nINVITE {inv:?}\nCANCEL {cancel:?}"
+    );
+    assert_eq!(cancel.request_uri(), inv.request_uri());
+    // The 487 reached the caller.
+    assert_eq!(uac.received_responses(487).len(), 1, "{}", uac.summary());
+}
+
+#[test]
+fn reinvite_within_the_dialog_follows_the_route_set() {
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_reinvite.xml", lo(2), port).spawn();
+    Sipp::uac("uac_reinvite.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let sbc = sbc.wait();
+    sbc.assert_all_ok(1);
+    let invites = sbc.received_requests("INVITE");
+    assert_eq!(invites.len(), 2, "{}", sbc.summary());
+    let re = &invites[1];
+    assert_eq!(re.header("cseq"), Some("2 INVITE"), "{re:?}");
+    assert!(
+        param(re.header("to").unwrap(), "tag").is_some(),
+        "in-dialog: {re:?}"
+    );
+    assert!(
+        re.request_uri().unwrap().starts_with("sip:sbc@127.0.0.2"),
+        "re-INVITE goes to the SBC's Contact: {re:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&re.body).contains("a=sendonly"),
+        "{re:?}"
+    );
+    assert_eq!(sbc.received_requests("ACK").len(), 2);
+}
+
+#[test]
+fn unknown_number_is_404_and_nothing_reaches_the_sbc() {
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "404")
+        .service("+919999999999")
+        .run()
+        .assert_all_ok(1);
+    let sbc = sbc.stop();
+    assert!(sbc.received().is_empty(), "{}", sbc.summary());
+}
+
+#[test]
+fn suspended_trunk_is_503_and_nothing_reaches_the_sbc() {
+    let (_dns, proxy, port) = lab(|t| t.suspended = true);
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let sbc = sbc.stop();
+    assert!(sbc.received().is_empty(), "{}", sbc.summary());
+}
+
+#[test]
+fn offer_without_g711_is_488() {
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_codec_g729.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let sbc = sbc.stop();
+    assert!(sbc.received().is_empty(), "{}", sbc.summary());
+}
+
+#[test]
+fn trunk_codec_list_is_enforced() {
+    // The trunk takes only PCMU; an offer of PCMA alone is refused with 488,
+    // an offer with PCMU passes.
+    let (_dns, proxy, port) = lab(|t| t.codecs = Some(vec!["PCMU"]));
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    let pcma_only = "m=audio [media_port] RTP/AVP 8 101\n      a=rtpmap:8 PCMA/8000\n      a=rtpmap:101 telephone-event/8000\n";
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "488")
+        .subst(
+            "m=audio [media_port] RTP/AVP 8 0 101\n      a=rtpmap:8 PCMA/8000\n      a=rtpmap:0 PCMU/8000\n      a=rtpmap:101 telephone-event/8000\n",
+            pcma_only,
+        )
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let sbc = sbc.wait();
+    assert_eq!(
+        sbc.received_requests("INVITE").len(),
+        1,
+        "{}",
+        sbc.summary()
+    );
+}
+
+#[test]
+fn max_forwards_added_as_70_when_absent() {
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    let addr: SocketAddr = proxy.sip_addr();
+    let invite = raw_invite(addr, NUMBER, &["Max-Forwards"], &[]);
+    // Read responses until the final one; the 200 proves delivery.
+    let final_code = rt().block_on(async {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = Conn::new(s);
+        c.send_raw(&invite).await.unwrap();
+        while let Some(m) = c.recv(Duration::from_secs(10)).await {
+            if m.status().unwrap_or(0) >= 200 {
+                return m.status();
+            }
+        }
+        None
+    });
+    assert_eq!(final_code, Some(200));
+    let sbc = sbc.stop();
+    let inv = sbc.received_requests("INVITE");
+    assert_eq!(inv.len(), 1, "{}", sbc.summary());
+    assert_eq!(inv[0].header("max-forwards"), Some("70"), "{:?}", inv[0]);
+}

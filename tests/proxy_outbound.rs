@@ -1,0 +1,126 @@
+//! Outbound calls (trunk SBC → upstream carrier): a call is recognised by its
+//! source address being one the trunk FQDN resolves to. The SIPp caller is
+//! bound with `-i` to 127.0.0.1 (in DNS) or 127.0.0.3 (not in DNS).
+
+mod support;
+
+use std::net::SocketAddr;
+
+use support::{sip::*, *};
+
+const TRUNK: &str = "acme/acme-mumbai";
+const DIALLED: &str = "+14155550100";
+
+fn outbound_lab() -> (Dns, ProxyProcess, SippRun) {
+    require_sipp();
+    let up_port = free_port_on(&[lo(4)]);
+    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
+    // The trunk's FQDN resolves to the address its SBC calls from.
+    let dns = Dns::start(vec![a(FQDN, lo(1), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some(format!(
+        "sip:{};transport=tcp",
+        SocketAddr::new(lo(4), up_port)
+    ));
+    let mut t = TrunkConf::tcp(TRUNK, FQDN, 5070, &[NUMBER]);
+    t.trunk_sid = "TSacme0001".into();
+    conf.trunks.push(t);
+    let proxy = ProxyProcess::start(conf);
+    (dns, proxy, upstream)
+}
+
+#[test]
+fn call_from_an_address_of_the_fqdn_reaches_upstream_with_correlation_headers() {
+    let (_dns, proxy, upstream) = outbound_lab();
+    let uac = Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .local_ip(lo(1))
+        .service(DIALLED)
+        .run();
+    uac.assert_all_ok(1);
+    let up = upstream.wait();
+    up.assert_all_ok(1);
+    let sent = uac.sent();
+    let sent_invite = Msg::text(sent.iter().find(|m| m.starts_with("INVITE")).unwrap());
+    let inv = only_request(&up, "INVITE");
+    let ctx = format!("INVITE at upstream: {inv:#?}");
+    assert_eq!(uri_user(inv.request_uri().unwrap()), DIALLED, "{ctx}");
+    assert_eq!(inv.header("x-exotel-trunksid"), Some("TSacme0001"), "{ctx}");
+    let call_sid = inv.header("x-exotel-callsid").expect("CallSid");
+    let leg_sid = inv.header("x-exotel-legsid").expect("LegSid");
+    assert!(
+        !call_sid.is_empty() && !leg_sid.is_empty() && call_sid != leg_sid,
+        "{ctx}"
+    );
+    assert_eq!(inv.header("max-forwards"), Some("69"), "{ctx}");
+    assert_eq!(inv.call_id(), sent_invite.call_id(), "{ctx}");
+    let vias = inv.header_values("via");
+    assert_eq!(vias.len(), 2, "{ctx}");
+    assert_eq!(vias[1], sent_invite.header("via").unwrap(), "{ctx}");
+    let rr = inv.header_values("record-route");
+    assert_eq!(rr.len(), 2, "{ctx}");
+    assert!(rr.iter().all(|r| has_param(&uri_of(r), "lr")), "{ctx}");
+    assert_eq!(inv.body, sent_invite.body, "SDP untouched\n{ctx}");
+    // The in-dialog BYE reached upstream too.
+    assert_eq!(up.received_requests("BYE").len(), 1);
+    assert!(
+        proxy.counter(
+            "vsip_calls_total",
+            &[("trunk", TRUNK), ("direction", "outbound")]
+        ) >= 1.0,
+        "{}",
+        proxy.metrics()
+    );
+}
+
+#[test]
+fn call_from_any_other_address_is_403() {
+    let (_dns, proxy, upstream) = outbound_lab();
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .local_ip(lo(3))
+        .subst("__EXPECTED__", "403")
+        .service(DIALLED)
+        .run()
+        .assert_all_ok(1);
+    let up = upstream.stop();
+    assert!(up.received().is_empty(), "{}", up.summary());
+}
+
+#[test]
+fn source_recognition_follows_dns_changes() {
+    // The SBC moves from 127.0.0.1 to 127.0.0.3: after the TTL the new
+    // address is recognised and the old one refused.
+    require_sipp();
+    let up_port = free_port_on(&[lo(4)]);
+    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port)
+        .calls(2)
+        .spawn();
+    let dns = Dns::start(vec![a(FQDN, lo(1), 1)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some(format!(
+        "sip:{};transport=tcp",
+        SocketAddr::new(lo(4), up_port)
+    ));
+    conf.trunks
+        .push(TrunkConf::tcp(TRUNK, FQDN, 5070, &[NUMBER]));
+    let proxy = ProxyProcess::start(conf);
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .local_ip(lo(1))
+        .service(DIALLED)
+        .run()
+        .assert_all_ok(1);
+    dns.set(vec![a(FQDN, lo(3), 1)]);
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .local_ip(lo(3))
+        .service(DIALLED)
+        .run()
+        .assert_all_ok(1);
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .local_ip(lo(1))
+        .subst("__EXPECTED__", "403")
+        .service(DIALLED)
+        .run()
+        .assert_all_ok(1);
+    let up = upstream.stop();
+    assert_eq!(up.received_requests("INVITE").len(), 2, "{}", up.summary());
+}

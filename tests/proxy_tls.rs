@@ -1,0 +1,312 @@
+//! TLS: towards the SBC (server verification against the trunk's CA, SNI /
+//! name match, mTLS with the proxy's client certificate), on the proxy's own
+//! TLS listener (trunks identified by their client certificate; certificate
+//! hot reload). Certificates are generated per test with rcgen. The Debian
+//! SIPp has no TLS, so the TLS peers are tokio-rustls SIP agents from
+//! `tests/support/tls.rs`; carrier and upstream stay SIPp over TCP.
+
+mod support;
+
+use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
+
+use support::{pki::Ca, sip::*, tls::TlsUas, *};
+
+const TRUNK: &str = "acme/acme-tls";
+const PROXY_NAME: &str = "proxy.vsip-test.example";
+
+struct TlsLab {
+    _dns: Dns,
+    proxy: ProxyProcess,
+    sbc: TlsUas,
+    _dir: tempfile::TempDir,
+}
+
+/// TLS SBC at 127.0.0.2 presenting a cert for `sbc_names`, issued by `ca`;
+/// `require_client_ca`: the SBC demands a client cert from that CA. The
+/// trunk trusts `ca` (tlsMaterial.caFile) and, with `client`, presents it.
+fn tls_lab(
+    ca: &Ca,
+    sbc_names: &[&str],
+    require_client_ca: Option<&Ca>,
+    client: Option<&pki::Leaf>,
+) -> TlsLab {
+    require_sipp();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port_on(&[lo(2)]);
+    let leaf = ca.issue(sbc_names);
+    let sbc = TlsUas::start(
+        SocketAddr::new(lo(2), port),
+        &leaf.cert_pem,
+        &leaf.key_pem,
+        require_client_ca.map(|c| c.cert_pem.as_str()),
+    );
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let ca_file = ca.write(dir.path(), "sbc-ca");
+    let mut conf = ProxyConf::new(&dns);
+    let mut t = TrunkConf::tls(TRUNK, FQDN, port, &[NUMBER]);
+    t.trunk_sid = "TSacmetls01".into();
+    t.ca_file = Some(ca_file);
+    if let Some(c) = client {
+        let (cert, key) = c.write(dir.path(), "proxy-client");
+        t.client_cert_file = Some(cert);
+        t.client_key_file = Some(key);
+    }
+    conf.trunks.push(t);
+    let proxy = ProxyProcess::start(conf);
+    TlsLab {
+        _dns: dns,
+        proxy,
+        sbc,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn tls_to_sbc_with_certificate_from_the_trunk_ca() {
+    let ca = Ca::new("acme SBC CA");
+    let lab = tls_lab(&ca, &[FQDN], None, None);
+    Sipp::uac("uac_call.xml", lab.proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let inv = lab.sbc.log.first("INVITE").expect("INVITE over TLS");
+    let port = lab.sbc.addr.port();
+    assert_eq!(
+        inv.request_uri().unwrap(),
+        format!("sip:{NUMBER}@{FQDN}:{port};transport=tls"),
+        "{inv:?}"
+    );
+    assert!(
+        inv.header_values("via")[0].starts_with("SIP/2.0/TLS "),
+        "{inv:?}"
+    );
+    assert_eq!(inv.header("x-exotel-trunksid"), Some("TSacmetls01"));
+    assert_eq!(lab.sbc.log.count("ACK"), 1);
+    assert_eq!(lab.sbc.log.count("BYE"), 1);
+    assert_eq!(
+        lab.proxy
+            .counter("vsip_tls_handshake_failures_total", &[("trunk", TRUNK)]),
+        0.0
+    );
+}
+
+#[test]
+fn sbc_certificate_for_another_name_is_refused_and_counted() {
+    let ca = Ca::new("acme SBC CA");
+    let lab = tls_lab(&ca, &["other.vsip-test.example"], None, None);
+    Sipp::uac("uac_expect_status.xml", lab.proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert_eq!(
+        lab.sbc.log.count("INVITE"),
+        0,
+        "no SIP over an unverified TLS session"
+    );
+    let failures = lab
+        .proxy
+        .counter("vsip_tls_handshake_failures_total", &[("trunk", TRUNK)]);
+    assert!(failures >= 1.0, "{}", lab.proxy.metrics());
+}
+
+#[test]
+fn sbc_certificate_from_an_untrusted_ca_is_refused() {
+    let trusted = Ca::new("acme SBC CA");
+    let rogue = Ca::new("rogue CA");
+    // The SBC's cert names the FQDN but comes from a CA the trunk does not trust.
+    require_sipp();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port_on(&[lo(2)]);
+    let leaf = rogue.issue(&[FQDN]);
+    let sbc = TlsUas::start(
+        SocketAddr::new(lo(2), port),
+        &leaf.cert_pem,
+        &leaf.key_pem,
+        None,
+    );
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    let mut t = TrunkConf::tls(TRUNK, FQDN, port, &[NUMBER]);
+    t.ca_file = Some(trusted.write(dir.path(), "ca"));
+    conf.trunks.push(t);
+    let proxy = ProxyProcess::start(conf);
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert_eq!(sbc.log.count("INVITE"), 0);
+    assert!(proxy.counter("vsip_tls_handshake_failures_total", &[("trunk", TRUNK)]) >= 1.0);
+}
+
+#[test]
+fn mtls_proxy_presents_its_client_certificate_to_the_sbc() {
+    let ca = Ca::new("acme SBC CA");
+    let client_ca = Ca::new("vsip client CA");
+    let client = client_ca.issue(&["vsip-proxy.vsip-test.example"]);
+    let lab = tls_lab(&ca, &[FQDN], Some(&client_ca), Some(&client));
+    Sipp::uac("uac_call.xml", lab.proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert!(lab.sbc.log.client_certs.load(Ordering::SeqCst) >= 1);
+    assert_eq!(lab.sbc.log.count("INVITE"), 1);
+
+    // Without the client certificate the SBC refuses the handshake: 503.
+    let lab = tls_lab(&ca, &[FQDN], Some(&client_ca), None);
+    Sipp::uac("uac_expect_status.xml", lab.proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert_eq!(lab.sbc.log.count("INVITE"), 0);
+}
+
+/// Proxy with a TLS listener (server cert for PROXY_NAME from `listener_ca`)
+/// that verifies client certs against `client_ca`; the trunk FQDN resolves
+/// to 127.0.0.9 (NOT where the caller connects from), upstream is a SIPp UAS.
+fn tls_listener_proxy(
+    dir: &std::path::Path,
+    dns: &Dns,
+    listener_ca: &Ca,
+    client_ca: &Ca,
+    upstream: SocketAddr,
+) -> ProxyProcess {
+    let (cert, key) = listener_ca.issue(&[PROXY_NAME]).write(dir, "listener");
+    let mut conf = ProxyConf::new(dns);
+    conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
+    conf.tls_cert = Some((cert, key));
+    conf.client_ca_file = Some(client_ca.write(dir, "client-ca"));
+    conf.upstream = Some(format!("sip:{upstream};transport=tcp"));
+    let mut t = TrunkConf::tls(TRUNK, FQDN, 5061, &[NUMBER]);
+    t.trunk_sid = "TSacmetls01".into();
+    conf.trunks.push(t);
+    ProxyProcess::start(conf)
+}
+
+fn tls_call(proxy: &ProxyProcess, listener_ca: &Ca, client: Option<&pki::Leaf>) -> CallOutcome {
+    let addr = proxy.conf.tls.unwrap();
+    let cfg = tls::client_config(
+        &listener_ca.cert_pem,
+        client.map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())),
+    );
+    rt().block_on(async {
+        let s = tls::connect(LOCALHOST, addr, PROXY_NAME, cfg)
+            .await
+            .expect("TLS to the proxy listener");
+        let local = s.get_ref().0.local_addr().unwrap();
+        let mut c = Conn::new(s);
+        call(
+            &mut c,
+            local,
+            &format!(
+                "sip:+14155550100@{PROXY_NAME}:{};transport=tls",
+                addr.port()
+            ),
+            &[],
+            "TLS",
+            Duration::from_secs(10),
+        )
+        .await
+    })
+}
+
+#[test]
+fn trunk_calling_over_tls_with_a_client_cert_naming_its_fqdn_is_outbound() {
+    require_sipp();
+    let dir = tempfile::tempdir().unwrap();
+    let listener_ca = Ca::new("vsip listener CA");
+    let client_ca = Ca::new("customer client CA");
+    let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
+    let up_port = free_port_on(&[lo(4)]);
+    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
+    let proxy = tls_listener_proxy(
+        dir.path(),
+        &dns,
+        &listener_ca,
+        &client_ca,
+        SocketAddr::new(lo(4), up_port),
+    );
+    let trunk_cert = client_ca.issue(&[FQDN]);
+    let out = tls_call(&proxy, &listener_ca, Some(&trunk_cert));
+    assert_eq!(out.final_status, Some(200), "{out:?}");
+    assert_eq!(out.bye_status, Some(200), "{out:?}");
+    let up = upstream.wait();
+    up.assert_all_ok(1);
+    let inv = only_request(&up, "INVITE");
+    assert_eq!(
+        inv.header("x-exotel-trunksid"),
+        Some("TSacmetls01"),
+        "{inv:?}"
+    );
+    assert!(
+        inv.has("x-exotel-callsid") && inv.has("x-exotel-legsid"),
+        "{inv:?}"
+    );
+    assert!(
+        proxy.counter(
+            "vsip_calls_total",
+            &[("trunk", TRUNK), ("direction", "outbound")]
+        ) >= 1.0,
+        "{}",
+        proxy.metrics()
+    );
+}
+
+#[test]
+fn tls_caller_with_a_certificate_for_another_name_is_403() {
+    require_sipp();
+    let dir = tempfile::tempdir().unwrap();
+    let listener_ca = Ca::new("vsip listener CA");
+    let client_ca = Ca::new("customer client CA");
+    let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
+    let up_port = free_port_on(&[lo(4)]);
+    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
+    let proxy = tls_listener_proxy(
+        dir.path(),
+        &dns,
+        &listener_ca,
+        &client_ca,
+        SocketAddr::new(lo(4), up_port),
+    );
+    let stranger = client_ca.issue(&["stranger.vsip-test.example"]);
+    let out = tls_call(&proxy, &listener_ca, Some(&stranger));
+    assert_eq!(out.final_status, Some(403), "{out:?}");
+    let up = upstream.stop();
+    assert!(up.received().is_empty(), "{}", up.summary());
+}
+
+#[test]
+fn tls_listener_certificate_is_hot_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("vsip listener CA");
+    let dns = Dns::start(vec![]);
+    let first = ca.issue(&[PROXY_NAME]);
+    let (cert, key) = first.write(dir.path(), "listener");
+    let mut conf = ProxyConf::new(&dns);
+    conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
+    conf.tls_cert = Some((cert.clone(), key.clone()));
+    let proxy = ProxyProcess::start(conf);
+    let addr = proxy.conf.tls.unwrap();
+    assert_eq!(
+        tls::peer_certificate(addr, PROXY_NAME, &ca.cert_pem).expect("handshake"),
+        first.der()
+    );
+    // Replace both files (key first, then cert: each an atomic rename).
+    let second = ca.issue(&[PROXY_NAME, "proxy2.vsip-test.example"]);
+    let tmp = dir.path().join("new");
+    std::fs::create_dir(&tmp).unwrap();
+    let (c2, k2) = second.write(&tmp, "listener");
+    std::fs::rename(&k2, &key).unwrap();
+    std::fs::rename(&c2, &cert).unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "new handshakes to present the new certificate",
+        || {
+            (tls::peer_certificate(addr, PROXY_NAME, &ca.cert_pem).ok()? == second.der())
+                .then_some(())
+        },
+    );
+    assert!(proxy.get("/readyz").0 == 200);
+}

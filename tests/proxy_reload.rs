@@ -122,9 +122,12 @@ fn bad_reload_keeps_last_good_config_and_stays_ready() {
     // And says why.
     let logs = proxy.logs();
     assert!(
-        logs.lines()
-            .any(|l| l.contains("line ") || l.to_ascii_lowercase().contains("reload")),
-        "the rejected reload should be logged with its reason:\n{}",
+        logs.lines().any(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("line ")
+                && (l.contains("refused") || l.contains("reload") || l.contains("error"))
+        }),
+        "the rejected reload should be logged with its line and reason:\n{}",
         tail(&logs, 30)
     );
 }

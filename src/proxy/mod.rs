@@ -1,1 +1,270 @@
-//! (in progress)
+//! `vsip proxy`: the data plane.
+//!
+//! Layers, each with one job: [`transport`] (listeners, dialing, framing),
+//! [`core`] (classification and transaction matching), [`call`] (per-call
+//! admission, DNS, failover, relaying), [`stamp`] (message shaping),
+//! [`routes`] (the compiled config, swapped atomically), [`cpm`], [`tls`].
+
+pub mod call;
+pub mod core;
+pub mod cpm;
+pub mod routes;
+pub mod stamp;
+pub mod tls;
+pub mod transport;
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context, anyhow};
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use self::{
+    core::{Core, Listeners},
+    routes::{Routes, SourceIndex},
+};
+use crate::{
+    admin,
+    config::{IpFamily, ProxyConfig},
+    dns::Resolver,
+    telemetry::{self, metrics::ProxyMetrics},
+};
+
+#[derive(clap::Args, Debug)]
+pub struct ProxyArgs {
+    /// Configuration file (brief §4); reloaded when it changes.
+    #[arg(long, short = 'c', env = "VSIP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Cluster mode: read the rendered configuration from this Secret
+    /// (`namespace/name`, key `config.yaml`) through the API server.
+    #[arg(long, env = "VSIP_CONFIG_SECRET")]
+    pub kube_config_secret: Option<String>,
+    /// Log level when RUST_LOG is not set.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+}
+
+/// How often the config file's modification time is checked.
+const CONFIG_POLL: Duration = Duration::from_millis(500);
+
+pub fn check_config(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match ProxyConfig::from_yaml(&text) {
+        Ok(c) => {
+            Routes::compile(c.clone(), &Routes::empty())?;
+            println!("{}: ok ({} trunks)", path.display(), c.trunks.len());
+            Ok(())
+        }
+        Err(e) => {
+            for err in &e.errors {
+                match err.line {
+                    Some(l) => eprintln!("{}:{l}: {}", path.display(), err.message),
+                    None => eprintln!("{}: {}", path.display(), err.message),
+                }
+            }
+            Err(anyhow!("{} is not a valid configuration", path.display()))
+        }
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<ProxyConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    ProxyConfig::from_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(&args.log_level);
+    let Some(path) = args.config.clone() else {
+        return Err(anyhow!(
+            "cluster mode (--kube-config-secret) is not available in this build; use --config FILE"
+        ));
+    };
+    let config = load_file(&path)?;
+    let registry = prometheus::Registry::new();
+    let metrics = ProxyMetrics::new(&registry);
+    let resolver = Resolver::new(&config.dns, &registry).map_err(|e| anyhow!("DNS: {e}"))?;
+    let listener_tls = tls::ListenerTls::new(&config.listen)?;
+    let routes = Routes::compile(config.clone(), &Routes::empty())?;
+
+    let tcp = match config.listen.tcp {
+        Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("TCP listener {a}"))?),
+        None => None,
+    };
+    let tls_listener = match config.listen.tls {
+        Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("TLS listener {a}"))?),
+        None => None,
+    };
+    if tcp.is_none() && tls_listener.is_none() {
+        return Err(anyhow!("no listener configured (listen.tcp or listen.tls)"));
+    }
+    let listeners = Listeners {
+        tcp: tcp.as_ref().and_then(|l| l.local_addr().ok()),
+        tls: tls_listener.as_ref().and_then(|l| l.local_addr().ok()),
+    };
+    metrics.routes_trunks.set(routes.trunks.len() as i64);
+    metrics.config_reloads.with_label_values(&["ok"]).inc();
+    let core = Arc::new(Core::new(routes, resolver, metrics.clone(), listener_tls, listeners));
+    refresh_sources(&core).await;
+
+    let ready = Arc::new(AtomicBool::new(true));
+    if let Some(addr) = config.admin {
+        let listener = admin::bind(addr).await?;
+        let state = admin::AdminState {
+            registry: registry.clone(),
+            ready: ready.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(listener, state).await {
+                error!(error = %e, "admin server stopped");
+            }
+        });
+    }
+    if let Some(l) = tcp {
+        tokio::spawn(transport::serve_tcp(core.clone(), l));
+    }
+    if let Some(l) = tls_listener {
+        tokio::spawn(transport::serve_tls(core.clone(), l));
+    }
+    info!(
+        tcp = ?listeners.tcp,
+        tls = ?listeners.tls,
+        trunks = config.trunks.len(),
+        "vsip proxy ready"
+    );
+    tokio::spawn(watch_config_file(core.clone(), path));
+    tokio::spawn(watch_listener_certificate(core.clone()));
+    tokio::spawn(source_refresher(core.clone()));
+
+    shutdown_signal().await;
+    info!("shutting down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Applies a new configuration atomically; calls in progress keep the routes
+/// they started with.
+pub fn apply_config(core: &Arc<Core>, config: ProxyConfig) -> anyhow::Result<()> {
+    let previous = core.routes.load_full();
+    let routes = Routes::compile(config.clone(), &previous)?;
+    if previous.config.listen != config.listen {
+        warn!("listener addresses changed; a restart is needed for them to apply");
+    }
+    core.resolver.update_config(&config.dns);
+    core.metrics.routes_trunks.set(routes.trunks.len() as i64);
+    core.routes.store(Arc::new(routes));
+    Ok(())
+}
+
+async fn watch_config_file(core: Arc<Core>, path: PathBuf) {
+    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last: Option<SystemTime> = stamp(&path);
+    let mut last_text = std::fs::read_to_string(&path).unwrap_or_default();
+    loop {
+        tokio::time::sleep(CONFIG_POLL).await;
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if text == last_text {
+            continue;
+        }
+        last_text = text.clone();
+        let result = ProxyConfig::from_yaml(&text)
+            .map_err(|e| anyhow!("{e}"))
+            .and_then(|c| apply_config(&core, c));
+        match result {
+            Ok(()) => {
+                core.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                let n = core.routes.load().trunks.len();
+                info!(file = %path.display(), trunks = n, "configuration reloaded");
+                refresh_sources(&core).await;
+            }
+            Err(e) => {
+                core.metrics.config_reloads.with_label_values(&["error"]).inc();
+                error!(file = %path.display(), error = %e, "configuration refused; keeping the last good one");
+            }
+        }
+    }
+}
+
+async fn watch_listener_certificate(core: Arc<Core>) {
+    let mut last = tls::files_stamp(&core.routes.load().config.listen);
+    loop {
+        tokio::time::sleep(tls::CERT_POLL).await;
+        let listen = core.routes.load().config.listen.clone();
+        let now = tls::files_stamp(&listen);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match core.listener_tls.reload(&listen) {
+            Ok(()) => {
+                core.metrics.listener_cert_reloads.inc();
+                info!("TLS listener certificate reloaded");
+            }
+            Err(e) => error!(error = %e, "TLS listener certificate refused; keeping the previous one"),
+        }
+    }
+}
+
+/// Re-resolves trunk FQDNs (as their TTLs expire) to recognise calls from trunks.
+async fn source_refresher(core: Arc<Core>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        refresh_sources(&core).await;
+    }
+}
+
+async fn refresh_sources(core: &Arc<Core>) {
+    let routes = core.routes.load_full();
+    let mut index = SourceIndex::default();
+    let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::new();
+    for t in &routes.trunks {
+        if let Ok(r) = core.resolver.resolve(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families).await {
+            for ip in &r.addrs {
+                by_ip.entry(*ip).or_default().push(t.cfg.name.clone());
+            }
+        }
+    }
+    index.trunks_by_ip = by_ip;
+    if let Some(up) = &routes.upstream {
+        match up.host.parse::<IpAddr>() {
+            Ok(ip) => index.upstream_ips.push(ip),
+            Err(_) => {
+                if let Ok(r) = core.resolver.resolve(&up.host, &[IpFamily::IPv4, IpFamily::IPv6]).await {
+                    index.upstream_ips.extend(r.addrs.iter().copied());
+                }
+            }
+        }
+    }
+    core.sources.store(Arc::new(index));
+}

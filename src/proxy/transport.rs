@@ -1,0 +1,373 @@
+//! Connections: accepting (TCP, TLS), dialing (with connect timeout, TLS
+//! verification against the trunk's name), stream framing, and one writer task
+//! per connection so a slow peer never blocks the routing path.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+use tracing::{debug, info, warn};
+
+use super::{core::Core, tls::certificate_names};
+use crate::{
+    config::Transport,
+    sip::framer::{Frame, FrameError, Framer},
+};
+
+pub type ConnId = u64;
+
+/// Largest SIP message accepted; beyond it the peer gets 513.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// A message started but not finished within this time closes the connection.
+const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no traffic at all for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Messages queued towards one peer before it is considered stuck.
+const WRITE_QUEUE: usize = 4096;
+/// Protects file descriptors from connection floods.
+const MAX_CONNECTIONS: usize = 20_000;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub transport: Transport,
+    /// DNS names in the peer's verified client certificate (mTLS), if any.
+    pub peer_names: Arc<Vec<String>>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl ConnHandle {
+    /// Queues bytes for the peer; false when the connection is gone or stuck.
+    pub fn send(&self, bytes: Bytes) -> bool {
+        self.tx.try_send(bytes).is_ok()
+    }
+}
+
+type PeerKey = (SocketAddr, Transport, Option<String>);
+
+#[derive(Default)]
+pub struct Connections {
+    next: AtomicU64,
+    by_id: RwLock<HashMap<ConnId, ConnHandle>>,
+    by_peer: RwLock<HashMap<PeerKey, ConnId>>,
+    dialing: Mutex<HashMap<PeerKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("connect to {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("TLS handshake with {0} ({1}): {2}")]
+    Tls(SocketAddr, String, String),
+    #[error("too many connections")]
+    Limit,
+}
+
+impl Connections {
+    pub fn get(&self, id: ConnId) -> Option<ConnHandle> {
+        self.by_id.read().ok()?.get(&id).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An open connection to `peer` over `transport` (any SNI for accepted ones).
+    pub fn find(&self, peer: SocketAddr, transport: Transport, sni: Option<&str>) -> Option<ConnHandle> {
+        let id = {
+            let map = self.by_peer.read().ok()?;
+            map.get(&(peer, transport, sni.map(str::to_owned)))
+                .or_else(|| map.get(&(peer, transport, None)))
+                .copied()?
+        };
+        self.get(id)
+    }
+
+    fn register(&self, handle: &ConnHandle, sni: Option<String>) {
+        if let Ok(mut m) = self.by_id.write() {
+            m.insert(handle.id, handle.clone());
+        }
+        if let Ok(mut m) = self.by_peer.write() {
+            m.insert((handle.peer, handle.transport, sni), handle.id);
+        }
+    }
+
+    fn unregister(&self, handle: &ConnHandle) {
+        if let Ok(mut m) = self.by_id.write() {
+            m.remove(&handle.id);
+        }
+        if let Ok(mut m) = self.by_peer.write() {
+            m.retain(|_, id| *id != handle.id);
+        }
+    }
+}
+
+/// Accept loop for the plain TCP listener.
+pub async fn serve_tcp(core: Arc<Core>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if core.conns.len() >= MAX_CONNECTIONS {
+                    warn!(%peer, "connection limit reached; refusing");
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(peer);
+                let core = core.clone();
+                tokio::spawn(async move {
+                    run_connection(core, stream, peer, local, Transport::Tcp, Vec::new(), None).await;
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Accept loop for the TLS listener; the acceptor is read per connection so a
+/// reloaded certificate applies to the next handshake.
+pub async fn serve_tls(core: Arc<Core>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if core.conns.len() >= MAX_CONNECTIONS {
+                    warn!(%peer, "connection limit reached; refusing");
+                    continue;
+                }
+                let Some(acceptor) = core.listener_tls.acceptor() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(peer);
+                let core = core.clone();
+                tokio::spawn(async move {
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS accept failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS accept timed out");
+                            return;
+                        }
+                    };
+                    let names = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(certificate_names)
+                        .unwrap_or_default();
+                    run_connection(core, tls, peer, local, Transport::Tls, names, None).await;
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// TLS settings for dialing a trunk.
+#[derive(Clone)]
+pub struct DialTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: String,
+}
+
+/// Returns an open connection to `peer`, dialing it if needed.
+pub async fn dial(
+    core: &Arc<Core>,
+    peer: SocketAddr,
+    transport: Transport,
+    tls: Option<&DialTls>,
+    timeout: Duration,
+) -> Result<ConnHandle, DialError> {
+    let sni = tls.map(|t| t.server_name.clone());
+    if let Some(c) = core.conns.find(peer, transport, sni.as_deref()) {
+        return Ok(c);
+    }
+    // One dial per peer at a time: concurrent calls share the new connection.
+    let key: PeerKey = (peer, transport, sni.clone());
+    let gate = {
+        let mut dialing = core.conns.dialing.lock().map_err(|_| DialError::Limit)?;
+        dialing.entry(key.clone()).or_default().clone()
+    };
+    let _guard = gate.lock().await;
+    if let Some(c) = core.conns.find(peer, transport, sni.as_deref()) {
+        return Ok(c);
+    }
+    if core.conns.len() >= MAX_CONNECTIONS {
+        return Err(DialError::Limit);
+    }
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(peer)).await {
+        Err(_) => return Err(DialError::Timeout(peer)),
+        Ok(Err(e)) => return Err(DialError::Connect(peer, e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().map_err(|e| DialError::Connect(peer, e))?;
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    let handle = ConnHandle {
+        id: core.conns.next.fetch_add(1, Ordering::Relaxed) + 1,
+        peer,
+        local,
+        transport,
+        peer_names: Arc::new(Vec::new()),
+        tx,
+    };
+    match (transport, tls) {
+        (Transport::Tls, Some(t)) => {
+            let name = ServerName::try_from(t.server_name.clone())
+                .map_err(|e| DialError::Tls(peer, t.server_name.clone(), e.to_string()))?;
+            let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+            let tls_stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+                Err(_) => return Err(DialError::Timeout(peer)),
+                Ok(Err(e)) => return Err(DialError::Tls(peer, t.server_name.clone(), e.to_string())),
+                Ok(Ok(s)) => s,
+            };
+            core.conns.register(&handle, sni);
+            let core = core.clone();
+            let h = handle.clone();
+            tokio::spawn(async move { drive(core, tls_stream, h, rx).await });
+        }
+        _ => {
+            core.conns.register(&handle, sni);
+            let core = core.clone();
+            let h = handle.clone();
+            tokio::spawn(async move { drive(core, stream, h, rx).await });
+        }
+    }
+    if let Ok(mut dialing) = core.conns.dialing.lock() {
+        dialing.remove(&key);
+    }
+    Ok(handle)
+}
+
+async fn run_connection<S>(
+    core: Arc<Core>,
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    transport: Transport,
+    peer_names: Vec<String>,
+    sni: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    let handle = ConnHandle {
+        id: core.conns.next.fetch_add(1, Ordering::Relaxed) + 1,
+        peer,
+        local,
+        transport,
+        peer_names: Arc::new(peer_names),
+        tx,
+    };
+    core.conns.register(&handle, sni);
+    drive(core, stream, handle, rx).await;
+}
+
+/// Runs one connection until either side closes it.
+async fn drive<S>(core: Arc<Core>, stream: S, handle: ConnHandle, rx: mpsc::Receiver<Bytes>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    core.metrics.connections.inc();
+    let (reader, writer) = tokio::io::split(stream);
+    let writer_task = tokio::spawn(write_loop(writer, rx));
+    read_loop(&core, reader, &handle).await;
+    core.conns.unregister(&handle);
+    writer_task.abort();
+    core.metrics.connections.dec();
+    debug!(peer = %handle.peer, "connection closed");
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Bytes>) {
+    let mut batch = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, 64).await > 0 {
+        for chunk in batch.drain(..) {
+            if writer.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(core: &Arc<Core>, mut reader: R, conn: &ConnHandle) {
+    let mut framer = Framer::new(MAX_MESSAGE);
+    loop {
+        loop {
+            match framer.next_frame() {
+                Ok(Some(Frame::Message(bytes))) => core.on_frame(bytes, conn),
+                Ok(Some(Frame::KeepAlive)) => {
+                    conn.send(Bytes::from_static(b"\r\n"));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    core.on_frame_error(e, conn);
+                    // Framing is lost: the stream cannot be resynchronised.
+                    return;
+                }
+            }
+        }
+        let limit = if framer.buffered() > 0 {
+            PARTIAL_MESSAGE_TIMEOUT
+        } else {
+            IDLE_TIMEOUT
+        };
+        let buf = framer.buffer_mut();
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        match tokio::time::timeout(limit, reader.read_buf(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                info!(peer = %conn.peer, "closing connection: no complete message in time");
+                return;
+            }
+        }
+    }
+}
+
+impl From<&FrameError> for &'static str {
+    fn from(e: &FrameError) -> Self {
+        match e {
+            FrameError::Oversize { .. } => "oversize",
+            FrameError::MissingContentLength { .. } => "missing_content_length",
+            FrameError::BadContentLength { .. } => "bad_content_length",
+            FrameError::Malformed(_) => "malformed",
+        }
+    }
+}

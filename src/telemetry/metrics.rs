@@ -1,0 +1,133 @@
+//! The proxy's metric names are part of the contract (brief §6).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    pub calls: IntCounterVec,
+    pub cpm_throttled: IntCounterVec,
+    pub failovers: IntCounterVec,
+    pub call_setup: HistogramVec,
+    pub routes_trunks: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
+    pub messages: IntCounterVec,
+    pub bad_messages: IntCounterVec,
+    pub connections: IntGauge,
+    pub config_info: IntCounterVec,
+    pub dialog_requests: IntCounterVec,
+    pub listener_cert_reloads: IntCounter,
+    pub inflight_calls: IntGauge,
+    pub forward_latency: Histogram,
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    reg.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+impl ProxyMetrics {
+    pub fn new(reg: &Registry) -> Self {
+        let call_setup = HistogramVec::new(
+            HistogramOpts::new(
+                "vsip_call_setup_duration_seconds",
+                "INVITE received to first final answer relayed",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["trunk"],
+        )
+        .expect("static metric definition");
+        reg.register(Box::new(call_setup.clone())).expect("metric registered once");
+        let routes_trunks = IntGauge::new("vsip_routes_trunks", "Trunks in the running configuration")
+            .expect("static metric definition");
+        reg.register(Box::new(routes_trunks.clone())).expect("metric registered once");
+        let connections = IntGauge::new("vsip_connections", "Open SIP connections (TCP and TLS)")
+            .expect("static metric definition");
+        reg.register(Box::new(connections.clone())).expect("metric registered once");
+        let inflight_calls = IntGauge::new("vsip_inflight_calls", "INVITE transactions in progress")
+            .expect("static metric definition");
+        reg.register(Box::new(inflight_calls.clone())).expect("metric registered once");
+        let listener_cert_reloads = IntCounter::new(
+            "vsip_listener_certificate_reloads_total",
+            "TLS listener certificate reloads",
+        )
+        .expect("static metric definition");
+        reg.register(Box::new(listener_cert_reloads.clone())).expect("metric registered once");
+        let forward_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "vsip_request_processing_seconds",
+                "Time from a request's arrival to its forwarding (routing, DNS, stamping)",
+            )
+            .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0]),
+        )
+        .expect("static metric definition");
+        reg.register(Box::new(forward_latency.clone())).expect("metric registered once");
+        Self {
+            calls: counter(
+                reg,
+                "vsip_calls_total",
+                "Calls by trunk, direction (inbound|outbound) and result (final status code)",
+                &["trunk", "direction", "result"],
+            ),
+            cpm_throttled: counter(
+                reg,
+                "vsip_cpm_throttled_total",
+                "Calls refused by the trunk's calls-per-minute quota",
+                &["trunk"],
+            ),
+            failovers: counter(
+                reg,
+                "vsip_failovers_total",
+                "Moves to the next address: connect, tls, timeout, 408, 503, 504",
+                &["trunk", "reason"],
+            ),
+            call_setup,
+            routes_trunks,
+            config_reloads: counter(
+                reg,
+                "vsip_config_reloads_total",
+                "Configuration loads by result (ok|error)",
+                &["result"],
+            ),
+            tls_handshake_failures: counter(
+                reg,
+                "vsip_tls_handshake_failures_total",
+                "TLS handshakes towards a trunk that failed (certificate or protocol)",
+                &["trunk"],
+            ),
+            messages: counter(
+                reg,
+                "vsip_sip_messages_total",
+                "SIP messages received by kind (request method or response class)",
+                &["kind"],
+            ),
+            bad_messages: counter(
+                reg,
+                "vsip_bad_messages_total",
+                "Messages refused as malformed, oversize or looping",
+                &["reason"],
+            ),
+            connections,
+            config_info: counter(
+                reg,
+                "vsip_config_applied_total",
+                "Configurations applied, by revision",
+                &["revision"],
+            ),
+            dialog_requests: counter(
+                reg,
+                "vsip_dialog_requests_total",
+                "In-dialog requests relayed, by method",
+                &["method"],
+            ),
+            listener_cert_reloads,
+            inflight_calls,
+            forward_latency,
+        }
+    }
+}

@@ -26,6 +26,7 @@ pub const DEFAULT_TLS_PORT: u16 = 443;
     shortname = "vst",
     category = "sip",
     status = "VirtualSipTrunkStatus",
+    doc = "A virtual SIP trunk to a customer SBC reachable at a DNS name (FQDN-based trunking).",
     printcolumn = r#"{"name":"FQDN","type":"string","jsonPath":".spec.fqdn"}"#,
     printcolumn = r#"{"name":"Transport","type":"string","jsonPath":".spec.transport"}"#,
     printcolumn = r#"{"name":"CPM","type":"integer","jsonPath":".spec.callsPerMinute"}"#,
@@ -33,26 +34,33 @@ pub const DEFAULT_TLS_PORT: u16 = 443;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crd_schema::spec)]
 pub struct VirtualSipTrunkSpec {
     /// The customer SBC's DNS name (lowercase RFC 1123). Resolved on every call.
+    #[schemars(transform = crd_schema::fqdn)]
     pub fqdn: String,
     /// Signalling transport towards the SBC.
     #[serde(default)]
     pub transport: Transport,
     /// SBC port; defaults to 5070 for TCP and 443 for TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = crd_schema::port)]
     pub port: Option<u16>,
     /// Which address families are used, in order of preference.
     #[serde(default = "default_ip_families")]
+    #[schemars(transform = crd_schema::ip_families)]
     pub ip_families: Vec<IpFamily>,
     /// E.164 numbers delivered to this trunk.
     #[serde(default)]
+    #[schemars(transform = crd_schema::numbers)]
     pub numbers: Vec<String>,
     /// Quota of new calls per rolling minute, both directions, across the fleet.
     #[serde(default = "default_cpm")]
+    #[schemars(transform = crd_schema::calls_per_minute)]
     pub calls_per_minute: u32,
     /// Allowed audio codecs; an offer with none of them is answered 488.
     #[serde(default = "default_codecs")]
+    #[schemars(transform = crd_schema::codecs)]
     pub codecs: Vec<Codec>,
     /// TLS settings; only with `transport: TLS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +69,7 @@ pub struct VirtualSipTrunkSpec {
     pub failover: Failover,
     /// Extra static headers stamped on calls delivered to the trunk.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(transform = crd_schema::headers)]
     pub headers: BTreeMap<String, String>,
     /// When true new calls get 503; the configuration is kept.
     #[serde(default)]
@@ -143,6 +152,8 @@ impl Codec {
 /// A reference to a Secret in the trunk's own namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretRef {
+    /// Name of a Secret in the trunk's namespace.
+    #[schemars(transform = crd_schema::secret_name)]
     pub name: String,
 }
 
@@ -157,6 +168,7 @@ pub struct TrunkTls {
     pub client_certificate_secret_ref: Option<SecretRef>,
     /// Name for SNI and verification; defaults to `fqdn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = crd_schema::server_name)]
     pub server_name: Option<String>,
 }
 
@@ -165,12 +177,15 @@ pub struct TrunkTls {
 pub struct Failover {
     /// Per-address TCP/TLS connect timeout.
     #[serde(default = "default_connect_timeout")]
+    #[schemars(transform = crd_schema::positive_duration)]
     pub connect_timeout: Duration,
     /// No response to an INVITE within this time moves to the next address.
     #[serde(default = "default_response_timeout")]
+    #[schemars(transform = crd_schema::positive_duration)]
     pub response_timeout: Duration,
     /// A failed address is skipped for this long.
     #[serde(default = "default_hold_down")]
+    #[schemars(transform = crd_schema::duration)]
     pub hold_down: Duration,
 }
 
@@ -194,6 +209,7 @@ pub struct VirtualSipTrunkStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trunk_sid: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = crd_schema::conditions)]
     pub conditions: Vec<Condition>,
     /// Addresses last resolved for `fqdn`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -245,4 +261,204 @@ fn default_response_timeout() -> Duration {
 }
 fn default_hold_down() -> Duration {
     Duration::from_secs(30)
+}
+
+/// The parts of the CRD's OpenAPI schema that types alone cannot say: bounds, patterns,
+/// list semantics and CEL rules (`x-kubernetes-validations`) with messages a person understands.
+/// The API server enforces these; [`super::check_spec`] is the same rulebook in Rust.
+mod crd_schema {
+    use schemars::Schema;
+    use serde_json::{Value, json};
+
+    /// Lowercase RFC 1123 name with at least two labels (labels of at most 63 characters).
+    pub const FQDN_PATTERN: &str =
+        r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.?$";
+    /// `+` followed by 7 to 15 digits.
+    pub const E164_PATTERN: &str = r"^\+[0-9]{7,15}$";
+    /// A Kubernetes object name (RFC 1123 subdomain).
+    pub const OBJECT_NAME_PATTERN: &str =
+        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+    /// A SIP header name (RFC 3261 `token`).
+    pub const HEADER_NAME_PATTERN: &str = r"^[A-Za-z0-9.!%*_+`'~-]+$";
+    pub const MAX_NUMBERS: u64 = 10_000;
+    pub const MAX_HEADERS: u64 = 32;
+
+    fn set(s: &mut Schema, entries: Value) {
+        if let Value::Object(entries) = entries {
+            for (k, v) in entries {
+                s.insert(k, v);
+            }
+        }
+    }
+
+    fn rules(s: &mut Schema, rules: Value) {
+        let Value::Array(mut new) = rules else { return };
+        match s.get_mut("x-kubernetes-validations") {
+            Some(Value::Array(existing)) => existing.append(&mut new),
+            _ => {
+                s.insert("x-kubernetes-validations".into(), Value::Array(new));
+            }
+        }
+    }
+
+    fn dns_name(s: &mut Schema, field: &str) {
+        set(
+            s,
+            json!({ "minLength": 1, "maxLength": 253, "pattern": FQDN_PATTERN }),
+        );
+        rules(
+            s,
+            json!([
+                {
+                    "rule": "!self.matches('^[0-9.]+$') && !self.contains(':')",
+                    "message": if field == "fqdn" {
+                        "fqdn must be a DNS name, not an IP address: static-IP trunks are a different product".to_owned()
+                    } else {
+                        format!("{field} must be a DNS name, not an IP address")
+                    },
+                },
+                {
+                    "rule": "self == self.lowerAscii()",
+                    "message": format!("{field} must be lowercase, e.g. sip.example.com"),
+                },
+                {
+                    "rule": "self.contains(':') || self.contains('.')",
+                    "message": format!("{field} must be fully qualified (at least two labels, e.g. sip.example.com)"),
+                },
+                {
+                    "rule": "self.matches('^[0-9.]+$') || !self.matches('[.][0-9]+[.]?$')",
+                    "message": format!("{field} must not end in an all-numeric label"),
+                },
+            ]),
+        );
+    }
+
+    /// Rules that concern more than one field.
+    pub fn spec(s: &mut Schema) {
+        rules(
+            s,
+            json!([{
+                "rule": "!has(self.tls) || (has(self.transport) && self.transport == 'TLS')",
+                "message": "tls is only allowed with transport: TLS",
+                "fieldPath": ".tls",
+                "reason": "FieldValueForbidden",
+            }]),
+        );
+    }
+
+    pub fn fqdn(s: &mut Schema) {
+        dns_name(s, "fqdn");
+    }
+
+    pub fn server_name(s: &mut Schema) {
+        dns_name(s, "tls.serverName");
+    }
+
+    pub fn port(s: &mut Schema) {
+        set(s, json!({ "minimum": 1, "maximum": 65535 }));
+        rules(
+            s,
+            json!([{
+                "rule": "self >= 1 && self <= 65535",
+                "message": "port must be between 1 and 65535 (default: 5070 for TCP, 443 for TLS)",
+            }]),
+        );
+    }
+
+    pub fn calls_per_minute(s: &mut Schema) {
+        set(
+            s,
+            json!({ "minimum": 1, "maximum": super::super::MAX_CALLS_PER_MINUTE }),
+        );
+        rules(
+            s,
+            json!([{
+                "rule": "self >= 1 && self <= 100000",
+                "message": "callsPerMinute must be between 1 and 100000 (default: 200)",
+            }]),
+        );
+    }
+
+    pub fn ip_families(s: &mut Schema) {
+        set(
+            s,
+            json!({ "minItems": 1, "maxItems": 2, "x-kubernetes-list-type": "set" }),
+        );
+    }
+
+    pub fn codecs(s: &mut Schema) {
+        set(
+            s,
+            json!({ "minItems": 1, "maxItems": 2, "x-kubernetes-list-type": "set" }),
+        );
+    }
+
+    pub fn numbers(s: &mut Schema) {
+        set(
+            s,
+            json!({ "maxItems": MAX_NUMBERS, "x-kubernetes-list-type": "set" }),
+        );
+        if let Some(items) = s
+            .get_mut("items")
+            .and_then(|i| <&mut Schema>::try_from(i).ok())
+        {
+            set(items, json!({ "maxLength": 16, "pattern": E164_PATTERN }));
+            rules(
+                items,
+                json!([{
+                    "rule": "self.matches('^[+][0-9]{7,15}$')",
+                    "message": "numbers must be E.164: '+' followed by 7 to 15 digits, e.g. +911234567890",
+                }]),
+            );
+        }
+    }
+
+    pub fn headers(s: &mut Schema) {
+        set(s, json!({ "maxProperties": MAX_HEADERS }));
+        if let Some(values) = s
+            .get_mut("additionalProperties")
+            .and_then(|i| <&mut Schema>::try_from(i).ok())
+        {
+            set(
+                values,
+                json!({ "maxLength": 1024, "pattern": r"^[^\r\n\x00]*$" }),
+            );
+        }
+        rules(
+            s,
+            json!([{
+                "rule": format!("self.all(k, size(k) <= 64 && k.matches('{}'))", HEADER_NAME_PATTERN.replace('\'', "\\'")),
+                "message": "header names must be SIP tokens of at most 64 characters (letters, digits and -.!%*_+`'~)",
+            }]),
+        );
+    }
+
+    pub fn secret_name(s: &mut Schema) {
+        set(
+            s,
+            json!({ "minLength": 1, "maxLength": 253, "pattern": OBJECT_NAME_PATTERN }),
+        );
+    }
+
+    pub fn duration(s: &mut Schema) {
+        set(s, json!({ "maxLength": 32 }));
+    }
+
+    pub fn positive_duration(s: &mut Schema) {
+        duration(s);
+        rules(
+            s,
+            json!([{
+                "rule": "!self.matches('^(0+(ms|s|m|h))+$')",
+                "message": "timeouts must be greater than zero",
+            }]),
+        );
+    }
+
+    pub fn conditions(s: &mut Schema) {
+        set(
+            s,
+            json!({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+        );
+    }
 }

@@ -306,16 +306,18 @@ mod crd_schema {
             s,
             json!({ "minLength": 1, "maxLength": 253, "pattern": FQDN_PATTERN }),
         );
+        let ip_message = if field == "fqdn" {
+            "fqdn must be a DNS name, not an IP address: static-IP trunks are a different product"
+                .to_owned()
+        } else {
+            format!("{field} must be a DNS name, not an IP address")
+        };
         rules(
             s,
             json!([
                 {
                     "rule": "!self.matches('^[0-9.]+$') && !self.contains(':')",
-                    "message": if field == "fqdn" {
-                        "fqdn must be a DNS name, not an IP address: static-IP trunks are a different product".to_owned()
-                    } else {
-                        format!("{field} must be a DNS name, not an IP address")
-                    },
+                    "message": ip_message,
                 },
                 {
                     "rule": "self == self.lowerAscii()",

@@ -208,10 +208,7 @@ fn every_address_failing_gives_503() {
 fn dns_failure_gives_503() {
     require_sipp();
     let port = free_port_on(&[lo(2)]);
-    let dns = Dns::start(vec![
-        LabRecord::servfail(FQDN, "A"),
-        LabRecord::servfail(FQDN, "AAAA"),
-    ]);
+    let dns = Dns::start(vec![servfail(FQDN, "A"), servfail(FQDN, "AAAA")]);
     let proxy = inbound_proxy(&dns, port, |_| {});
     Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
         .subst("__EXPECTED__", "503")
@@ -237,7 +234,7 @@ fn a_record_change_is_followed_within_the_ttl() {
     let dns = Dns::start(vec![a(FQDN, lo(2), 1)]);
     let proxy = inbound_proxy(&dns, port, |_| {});
     let old = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
-    let new = Sipp::uas("uas_rfc3261.xml", lo(3), port).spawn();
+    let new = Sipp::uas("uas_rfc3261.xml", lo(3), port).calls(2).spawn();
     Sipp::uac("uac_call.xml", proxy.sip_addr())
         .service(NUMBER)
         .run()

@@ -132,6 +132,11 @@ fn bad_reload_keeps_last_good_config_and_stays_ready() {
     );
 }
 
+/// `line N: reason` (the brief's form) or the compiler-style `FILE:N: reason`.
+fn names_line(out: &str, n: usize) -> bool {
+    out.contains(&format!("line {n}:")) || out.contains(&format!(":{n}: "))
+}
+
 #[test]
 fn check_config_prints_the_offending_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,8 +155,8 @@ fn check_config_prints_the_offending_line() {
     let (success, out) = check_config(&bad);
     assert!(!success, "typo must fail: {out}");
     assert!(
-        out.contains("line 10"),
-        "expected `line 10: ...`, got: {out}"
+        names_line(&out, 10),
+        "expected the line (10) and the reason, got: {out}"
     );
     assert!(out.contains("numbrs"), "{out}");
 
@@ -159,5 +164,8 @@ fn check_config_prints_the_offending_line() {
     std::fs::write(&bad, good.replace("sip.acme.example", "10.1.2.3")).unwrap();
     let (success, out) = check_config(&bad);
     assert!(!success, "{out}");
-    assert!(out.contains("line 9"), "expected `line 9: ...`, got: {out}");
+    assert!(
+        names_line(&out, 9),
+        "expected the line (9) and the reason, got: {out}"
+    );
 }

@@ -8,6 +8,7 @@
 //! Each test file does `mod support;`; not every file uses every helper.
 #![allow(dead_code)]
 
+pub mod minidns;
 pub mod pki;
 pub mod sip;
 pub mod tls;
@@ -135,41 +136,96 @@ pub fn require_sipp() {
 
 pub use vsip::lab::LabRecord;
 
-/// The lab DNS server (a real UDP/TCP DNS server) on a free loopback port.
-pub struct Dns {
-    pub server: vsip::lab::LabDns,
+/// A DNS record as the tests state it; served by whichever server runs.
+#[derive(Clone, Debug)]
+pub enum Rec {
+    Addr(String, IpAddr, u32),
+    /// SERVFAIL for (name, "A" | "AAAA").
+    ServFail(String, &'static str),
+    /// No answer at all for (name, "A" | "AAAA").
+    Drop(String, &'static str),
+}
+
+pub fn a(name: &str, ip: IpAddr, ttl: u32) -> Rec {
+    assert!(ip.is_ipv4(), "A record needs an IPv4 address, got {ip}");
+    Rec::Addr(name.to_owned(), ip, ttl)
+}
+
+pub fn aaaa(name: &str, ip: std::net::Ipv6Addr, ttl: u32) -> Rec {
+    Rec::Addr(name.to_owned(), IpAddr::V6(ip), ttl)
+}
+
+pub fn servfail(name: &str, rtype: &'static str) -> Rec {
+    Rec::ServFail(name.to_owned(), rtype)
+}
+
+pub fn dns_drop(name: &str, rtype: &'static str) -> Rec {
+    Rec::Drop(name.to_owned(), rtype)
+}
+
+fn qtype(rtype: &str) -> u16 {
+    match rtype {
+        "A" => 1,
+        "AAAA" => 28,
+        other => panic!("record type {other}"),
+    }
+}
+
+impl Rec {
+    fn lab(&self) -> LabRecord {
+        match self {
+            Rec::Addr(n, IpAddr::V4(ip), ttl) => LabRecord::a(n, *ip, *ttl),
+            Rec::Addr(n, IpAddr::V6(ip), ttl) => LabRecord::aaaa(n, *ip, *ttl),
+            Rec::ServFail(n, t) => LabRecord::servfail(n, t),
+            Rec::Drop(n, t) => LabRecord::drop(n, t),
+        }
+    }
+    fn mini(&self) -> minidns::MiniRecord {
+        match self {
+            Rec::Addr(n, ip, ttl) => minidns::MiniRecord::addr(n, *ip, *ttl),
+            Rec::ServFail(n, t) => minidns::MiniRecord::servfail(n, qtype(t)),
+            Rec::Drop(n, t) => minidns::MiniRecord::drop(n, qtype(t)),
+        }
+    }
+}
+
+/// A real DNS server on a free loopback port whose records the test
+/// changes: the lab server `vsip::lab::LabDns` by default; the harness's
+/// own [`minidns::MiniDns`] with `VSIP_TEST_DNS=mini`.
+pub enum Dns {
+    Lab(vsip::lab::LabDns),
+    Mini(minidns::MiniDns),
 }
 
 impl Dns {
-    pub fn start(records: Vec<LabRecord>) -> Dns {
-        let port = free_port();
-        let addr = SocketAddr::new(LOCALHOST, port);
+    pub fn start(records: Vec<Rec>) -> Dns {
+        let addr = SocketAddr::new(LOCALHOST, free_port());
+        if std::env::var("VSIP_TEST_DNS").as_deref() == Ok("mini") {
+            let recs = records.iter().map(Rec::mini).collect();
+            return Dns::Mini(minidns::MiniDns::start(addr, recs));
+        }
         let server = rt()
             .block_on(vsip::lab::LabDns::start(addr))
             .expect("start lab DNS");
-        server.set_records(records);
-        Dns { server }
+        let dns = Dns::Lab(server);
+        dns.set(records);
+        dns
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        match self {
+            Dns::Lab(s) => s.addr(),
+            Dns::Mini(s) => s.addr(),
+        }
     }
 
     /// Replaces every record the server answers with.
-    pub fn set(&self, records: Vec<LabRecord>) {
-        self.server.set_records(records);
+    pub fn set(&self, records: Vec<Rec>) {
+        match self {
+            Dns::Lab(s) => s.set_records(records.iter().map(Rec::lab).collect()),
+            Dns::Mini(s) => s.set_records(records.iter().map(Rec::mini).collect()),
+        }
     }
-}
-
-pub fn a(name: &str, ip: IpAddr, ttl: u32) -> LabRecord {
-    let IpAddr::V4(v4) = ip else {
-        panic!("A record needs an IPv4 address, got {ip}")
-    };
-    LabRecord::a(name, v4, ttl)
-}
-
-pub fn aaaa(name: &str, ip: std::net::Ipv6Addr, ttl: u32) -> LabRecord {
-    LabRecord::aaaa(name, ip, ttl)
 }
 
 // ---------------------------------------------------------------------------
@@ -1232,16 +1288,64 @@ pub fn only_request(r: &SippResult, method: &str) -> sip::Msg {
     v.into_iter().next().unwrap()
 }
 
-/// Raw TCP exchange: sends `bytes`, returns the first SIP message answered
-/// (None when the peer closed or stayed silent for `wait`).
+/// Raw TCP exchange: sends `bytes` (while already reading, so an early answer
+/// followed by a close is not lost to a reset), returns the first SIP
+/// message answered (None when the peer closed or stayed silent for `wait`).
 pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<sip::Msg> {
-    rt().block_on(async {
+    let bytes = bytes.to_vec();
+    rt().block_on(async move {
+        use tokio::io::AsyncWriteExt;
         let s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let mut c = sip::Conn::new(s);
-        // The peer may close while we are still writing (oversize): ignore.
-        let _ = c.send_raw(bytes).await;
-        c.recv(wait).await
+        let (r, mut w) = s.into_split();
+        let writer = tokio::spawn(async move {
+            // The peer may close while we are still writing (oversize): ignore.
+            for chunk in bytes.chunks(4096) {
+                if w.write_all(chunk).await.is_err() {
+                    break;
+                }
+            }
+            w
+        });
+        let mut c = sip::Conn::new(ReadOnly(r));
+        let m = c.recv(wait).await;
+        writer.abort();
+        m
     })
+}
+
+/// Adapts a read half to the `Conn` framing (writes are refused).
+pub struct ReadOnly(pub tokio::net::tcp::OwnedReadHalf);
+
+impl tokio::io::AsyncRead for ReadOnly {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ReadOnly {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Err(std::io::Error::other("read-only")))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// An INVITE as a carrier would send it, as raw text (CRLF line ends), with

@@ -119,8 +119,15 @@ impl Call {
     async fn run(&mut self, plan: Plan) -> (String, &'static str, u16) {
         match plan {
             Plan::Reject(code, direction) => {
-                let number = self.msg.request_uri().and_then(stamp::dialled_number).unwrap_or_default();
-                info!(number, code, "call refused: no trunk for this number or source");
+                let number = self
+                    .msg
+                    .request_uri()
+                    .and_then(stamp::dialled_number)
+                    .unwrap_or_default();
+                info!(
+                    number,
+                    code, "call refused: no trunk for this number or source"
+                );
                 self.answer(code, &[]);
                 (String::new(), direction, code)
             }
@@ -136,7 +143,13 @@ impl Call {
     }
 
     fn answer(&self, code: u16, extra: &[(&str, &str)]) {
-        let bytes = stamp::response(&self.msg, code, stamp::reason_phrase(code), Some(&self.to_tag), extra);
+        let bytes = stamp::response(
+            &self.msg,
+            code,
+            stamp::reason_phrase(code),
+            Some(&self.to_tag),
+            extra,
+        );
         self.core.send_back(&self.origin, bytes);
     }
 
@@ -149,16 +162,32 @@ impl Call {
         }
         if !self.msg.body.is_empty() && !sdp::offers_any(&self.msg.body, &trunk.cfg.spec.codecs) {
             info!(trunk = trunk.name(), "offer has no allowed codec");
-            let allowed: Vec<&str> = trunk.cfg.spec.codecs.iter().map(|c| c.encoding_name()).collect();
+            let allowed: Vec<&str> = trunk
+                .cfg
+                .spec
+                .codecs
+                .iter()
+                .map(|c| c.encoding_name())
+                .collect();
             let warning = format!("304 vsip \"allowed codecs: {}\"", allowed.join(", "));
             self.answer(488, &[("Warning", &warning)]);
             return Err(488);
         }
         if let Err(wait) = trunk.state.cpm.try_acquire(Instant::now()) {
-            self.core.metrics.cpm_throttled.with_label_values(&[trunk.name()]).inc();
+            self.core
+                .metrics
+                .cpm_throttled
+                .with_label_values(&[trunk.name()])
+                .inc();
             let secs = secs_until(wait).max(1).to_string();
             info!(trunk = trunk.name(), retry_after = %secs, "calls-per-minute quota reached");
-            self.answer(503, &[("Retry-After", &secs), ("Reason", "SIP;cause=503;text=\"CPM quota\"")]);
+            self.answer(
+                503,
+                &[
+                    ("Retry-After", &secs),
+                    ("Reason", "SIP;cause=503;text=\"CPM quota\""),
+                ],
+            );
             return Err(503);
         }
         Ok(())
@@ -170,24 +199,39 @@ impl Call {
             return code;
         }
         let spec = &trunk.cfg.spec;
-        let resolution = match self.core.resolver.resolve(&spec.fqdn, &spec.ip_families).await {
+        let resolution = match self
+            .core
+            .resolver
+            .resolve(&spec.fqdn, &spec.ip_families)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 warn!(trunk = trunk.name(), fqdn = %spec.fqdn, error = %e, "DNS resolution failed");
-                self.answer(503, &[("Reason", "SIP;cause=503;text=\"DNS resolution failed\"")]);
+                self.answer(
+                    503,
+                    &[("Reason", "SIP;cause=503;text=\"DNS resolution failed\"")],
+                );
                 return 503;
             }
         };
         let port = spec.effective_port();
-        let targets: Vec<Target> = order_by_hold_down(&trunk.state, resolution.addrs.iter().map(|ip| SocketAddr::new(*ip, port)))
-            .into_iter()
-            .map(|addr| Target {
-                addr,
-                transport: spec.transport,
-                tls: trunk.tls.clone(),
-            })
-            .collect();
-        let number = self.msg.request_uri().and_then(stamp::dialled_number).unwrap_or_default();
+        let targets: Vec<Target> = order_by_hold_down(
+            &trunk.state,
+            resolution.addrs.iter().map(|ip| SocketAddr::new(*ip, port)),
+        )
+        .into_iter()
+        .map(|addr| Target {
+            addr,
+            transport: spec.transport,
+            tls: trunk.tls.clone(),
+        })
+        .collect();
+        let number = self
+            .msg
+            .request_uri()
+            .and_then(stamp::dialled_number)
+            .unwrap_or_default();
         let ruri = format!(
             "sip:{number}@{}:{port};transport={}",
             spec.fqdn,
@@ -197,17 +241,23 @@ impl Call {
         fwd.set_request_uri(ruri);
         let routes = self.core.routes.load();
         let domain = routes.config.signaling_domain.clone();
-        if let Some(to) = fwd.header_value("to").and_then(|t| stamp::with_uri_host(&t, &spec.fqdn, None)) {
+        if let Some(to) = fwd
+            .header_value("to")
+            .and_then(|t| stamp::with_uri_host(&t, &spec.fqdn, None))
+        {
             fwd.set_header("To", &to);
         }
         if !domain.is_empty() {
-            if let Some(from) = fwd.header_value("from").and_then(|f| stamp::with_uri_host(&f, &domain, None)) {
+            if let Some(from) = fwd
+                .header_value("from")
+                .and_then(|f| stamp::with_uri_host(&f, &domain, None))
+            {
                 fwd.set_header("From", &from);
             }
         }
         self.stamp(&mut fwd, trunk, &routes.config.header_prefix, &domain);
         for (k, v) in &trunk.extra_headers {
-            fwd.set_header(k, v);
+            stamp::put_header(&mut fwd, k, v);
         }
         drop(routes);
         self.deliver(fwd, targets, trunk, Side::Trunk).await
@@ -220,13 +270,21 @@ impl Call {
         }
         let routes = self.core.routes.load_full();
         let Some(up) = routes.upstream.clone() else {
-            warn!(trunk = trunk.name(), "no upstream configured for trunk-originated calls");
+            warn!(
+                trunk = trunk.name(),
+                "no upstream configured for trunk-originated calls"
+            );
             self.answer(503, &[]);
             return 503;
         };
         let addrs: Vec<IpAddr> = match up.host.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
-            Err(_) => match self.core.resolver.resolve(&up.host, &[IpFamily::IPv4, IpFamily::IPv6]).await {
+            Err(_) => match self
+                .core
+                .resolver
+                .resolve(&up.host, &[IpFamily::IPv4, IpFamily::IPv6])
+                .await
+            {
                 Ok(r) => r.addrs.clone(),
                 Err(e) => {
                     warn!(upstream = %up.host, error = %e, "upstream DNS resolution failed");
@@ -235,20 +293,7 @@ impl Call {
                 }
             },
         };
-        let tls = match up.transport {
-            Transport::Tls => match super::tls::client_config(None) {
-                Ok(config) => Some(DialTls {
-                    config,
-                    server_name: up.host.clone(),
-                }),
-                Err(e) => {
-                    warn!(error = %e, "upstream TLS configuration");
-                    self.answer(503, &[]);
-                    return 503;
-                }
-            },
-            Transport::Tcp => None,
-        };
+        let tls = up.tls.clone();
         let targets = addrs
             .into_iter()
             .map(|ip| Target {
@@ -266,23 +311,37 @@ impl Call {
     /// Correlation headers (brief §5).
     fn stamp(&self, fwd: &mut Message, trunk: &Trunk, prefix: &str, domain: &str) {
         stamp::decrement_max_forwards(fwd);
-        fwd.set_header(&format!("{prefix}CallSid"), &self.call_sid);
-        fwd.set_header(&format!("{prefix}LegSid"), &stamp::new_sid());
-        fwd.set_header(&format!("{prefix}TrunkSid"), &trunk.cfg.trunk_sid);
+        stamp::put_header(fwd, &format!("{prefix}CallSid"), &self.call_sid);
+        stamp::put_header(fwd, &format!("{prefix}LegSid"), &stamp::new_sid());
+        stamp::put_header(fwd, &format!("{prefix}TrunkSid"), &trunk.cfg.trunk_sid);
         if fwd.header("p-asserted-identity").is_none() {
-            if let Some(user) = self.msg.header_value("from").and_then(|f| stamp::uri_user(&f)) {
+            if let Some(user) = self
+                .msg
+                .header_value("from")
+                .and_then(|f| stamp::uri_user(&f))
+            {
                 let host = if domain.is_empty() { "invalid" } else { domain };
-                fwd.set_header("P-Asserted-Identity", &format!("<sip:{user}@{host}>"));
+                stamp::put_header(fwd, "P-Asserted-Identity", &format!("<sip:{user}@{host}>"));
             }
         }
-        fwd.set_header("P-Early-Media", "supported");
+        stamp::put_header(fwd, "P-Early-Media", "supported");
     }
 
     /// Tries the targets in order until one gives a final answer that is not
     /// a reason to fail over.
-    async fn deliver(&mut self, fwd: Message, targets: Vec<Target>, trunk: &Arc<Trunk>, towards: Side) -> u16 {
+    async fn deliver(
+        &mut self,
+        fwd: Message,
+        targets: Vec<Target>,
+        trunk: &Arc<Trunk>,
+        towards: Side,
+    ) -> u16 {
         let f = &trunk.cfg.spec.failover;
-        let (connect_timeout, response_timeout, hold_down) = (f.connect_timeout.get(), f.response_timeout.get(), f.hold_down.get());
+        let (connect_timeout, response_timeout, hold_down) = (
+            f.connect_timeout.get(),
+            f.response_timeout.get(),
+            f.hold_down.get(),
+        );
         let mut last: Option<Message> = None;
         if targets.is_empty() {
             warn!(trunk = trunk.name(), "FQDN resolved to no usable address");
@@ -291,24 +350,43 @@ impl Call {
             if self.cancelled {
                 break;
             }
-            let conn = match dial(&self.core, target.addr, target.transport, target.tls.as_ref(), connect_timeout).await {
+            let conn = match dial(
+                &self.core,
+                target.addr,
+                target.transport,
+                target.tls.as_ref(),
+                connect_timeout,
+            )
+            .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     let reason = match &e {
                         DialError::Timeout(_) => "connect_timeout",
                         DialError::Tls(..) => {
-                            self.core.metrics.tls_handshake_failures.with_label_values(&[trunk.name()]).inc();
+                            self.core
+                                .metrics
+                                .tls_handshake_failures
+                                .with_label_values(&[trunk.name()])
+                                .inc();
                             "tls"
                         }
                         _ => "connect",
                     };
                     warn!(trunk = trunk.name(), address = %target.addr, error = %e, reason, "address failed; trying the next");
-                    self.core.metrics.failovers.with_label_values(&[trunk.name(), reason]).inc();
+                    self.core
+                        .metrics
+                        .failovers
+                        .with_label_values(&[trunk.name(), reason])
+                        .inc();
                     trunk.state.hold(target.addr, Instant::now() + hold_down);
                     continue;
                 }
             };
-            match self.attempt(&fwd, &conn, trunk, towards, response_timeout).await {
+            match self
+                .attempt(&fwd, &conn, trunk, towards, response_timeout)
+                .await
+            {
                 Attempt::Done(code) => {
                     trunk.state.release(target.addr);
                     return code;
@@ -319,7 +397,11 @@ impl Call {
                         None => "timeout".to_owned(),
                     };
                     warn!(trunk = trunk.name(), address = %target.addr, reason = %reason, "address failed; trying the next");
-                    self.core.metrics.failovers.with_label_values(&[trunk.name(), &reason]).inc();
+                    self.core
+                        .metrics
+                        .failovers
+                        .with_label_values(&[trunk.name(), &reason])
+                        .inc();
                     trunk.state.hold(target.addr, Instant::now() + hold_down);
                     if answer.is_some() {
                         last = answer;
@@ -336,17 +418,28 @@ impl Call {
             Some(mut resp) => {
                 let code = resp.status().unwrap_or(503);
                 resp.remove_first_value("via");
-                self.core.send_back(&self.origin, Bytes::from(resp.to_bytes()));
+                self.core
+                    .send_back(&self.origin, Bytes::from(resp.to_bytes()));
                 code
             }
             None => {
-                self.answer(503, &[("Reason", "SIP;cause=503;text=\"no reachable address\"")]);
+                self.answer(
+                    503,
+                    &[("Reason", "SIP;cause=503;text=\"no reachable address\"")],
+                );
                 503
             }
         }
     }
 
-    async fn attempt(&mut self, fwd: &Message, conn: &ConnHandle, trunk: &Arc<Trunk>, towards: Side, response_timeout: Duration) -> Attempt {
+    async fn attempt(
+        &mut self,
+        fwd: &Message,
+        conn: &ConnHandle,
+        trunk: &Arc<Trunk>,
+        towards: Side,
+        response_timeout: Duration,
+    ) -> Attempt {
         let branch = self.core.new_branch();
         let mut out = fwd.clone();
         out.push_front(Header::new("Via", &self.core.via(conn, &branch)));
@@ -356,10 +449,19 @@ impl Call {
             Side::Trunk => (Side::Trunk, Side::Upstream),
             Side::Upstream => (Side::Upstream, Side::Trunk),
         };
-        let far_rr = self.core.record_route(&self.origin, far, self.origin.transport, sid);
+        let far_rr = self
+            .core
+            .record_route(&self.origin, far, self.origin.transport, sid);
         let near_rr = self.core.record_route(conn, near, conn.transport, sid);
-        out.insert_before("record-route", Header::new("Record-Route", &far_rr));
-        out.insert_before("record-route", Header::new("Record-Route", &near_rr));
+        // Ours go above any existing entries; with none, right below our Via.
+        let at = out
+            .headers
+            .iter()
+            .position(|h| h.is("record-route"))
+            .unwrap_or(1.min(out.headers.len()));
+        out.headers.insert(at, Header::new("Record-Route", &far_rr));
+        out.headers
+            .insert(at, Header::new("Record-Route", &near_rr));
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.core.txns.add_client(branch.clone(), tx);
         let result = self.exchange(&out, conn, &mut rx, response_timeout).await;
@@ -367,7 +469,13 @@ impl Call {
         result
     }
 
-    async fn exchange(&mut self, out: &Message, conn: &ConnHandle, rx: &mut mpsc::UnboundedReceiver<Message>, response_timeout: Duration) -> Attempt {
+    async fn exchange(
+        &mut self,
+        out: &Message,
+        conn: &ConnHandle,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        response_timeout: Duration,
+    ) -> Attempt {
         if !conn.send(Bytes::from(out.to_bytes())) {
             return Attempt::Next(None);
         }
@@ -441,7 +549,10 @@ impl Call {
 /// Non-held addresses first, in DNS order; held-down ones last, still tried
 /// when nothing else is left (an outage of every address must not lock out
 /// recovery for the whole hold-down).
-fn order_by_hold_down(state: &TrunkState, addrs: impl Iterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+fn order_by_hold_down(
+    state: &TrunkState,
+    addrs: impl Iterator<Item = SocketAddr>,
+) -> Vec<SocketAddr> {
     let now = Instant::now();
     let (mut ok, held): (Vec<_>, Vec<_>) = addrs.partition(|a| !state.is_held(*a, now));
     ok.extend(held);
@@ -460,7 +571,11 @@ fn cancel_for(req: &Message) -> Bytes {
 fn build_cancel_or_ack(req: &Message, method: &str, to: Option<&str>) -> Bytes {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(512);
-    let _ = write!(s, "{method} {} SIP/2.0\r\n", req.request_uri().unwrap_or("sip:invalid"));
+    let _ = write!(
+        s,
+        "{method} {} SIP/2.0\r\n",
+        req.request_uri().unwrap_or("sip:invalid")
+    );
     if let Some(via) = req.values("via").into_iter().next() {
         let _ = write!(s, "Via: {via}\r\n");
     }
@@ -484,7 +599,10 @@ fn build_cancel_or_ack(req: &Message, method: &str, to: Option<&str>) -> Bytes {
         let _ = write!(s, "Call-ID: {cid}\r\n");
     }
     let seq = req.cseq().map(|c| c.seq).unwrap_or(1);
-    let _ = write!(s, "CSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+    let _ = write!(
+        s,
+        "CSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
     Bytes::from(s)
 }
 
@@ -502,11 +620,20 @@ pub fn spawn_relay(core: Arc<Core>, msg: Message, origin: ConnHandle, route: Rou
 }
 
 async fn relay(core: Arc<Core>, mut msg: Message, origin: ConnHandle, route: RouteInfo) {
-    let Some(method) = msg.method().cloned() else { return };
-    core.metrics.dialog_requests.with_label_values(&[method.as_str()]).inc();
+    let Some(method) = msg.method().cloned() else {
+        return;
+    };
+    core.metrics
+        .dialog_requests
+        .with_label_values(&[method.as_str()])
+        .inc();
     let is_ack = method == Method::Ack;
     let routes = core.routes.load_full();
-    let trunk = route.trunk_sid.as_deref().and_then(|s| routes.trunk_by_sid(s)).cloned();
+    let trunk = route
+        .trunk_sid
+        .as_deref()
+        .and_then(|s| routes.trunk_by_sid(s))
+        .cloned();
     // Next hop: the next Route entry (loose routing) or the Request-URI.
     let next = msg
         .values("route")
@@ -533,10 +660,18 @@ async fn relay(core: Arc<Core>, mut msg: Message, origin: ConnHandle, route: Rou
         Transport::Tls => 5061,
         Transport::Tcp => 5060,
     });
-    let host = uri.host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = uri
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let ip = match host.parse::<IpAddr>() {
         Ok(ip) => ip,
-        Err(_) => match core.resolver.resolve(&host, &[IpFamily::IPv4, IpFamily::IPv6]).await {
+        Err(_) => match core
+            .resolver
+            .resolve(&host, &[IpFamily::IPv4, IpFamily::IPv6])
+            .await
+        {
             Ok(r) => match r.addrs.first() {
                 Some(ip) => *ip,
                 None => {
@@ -569,7 +704,15 @@ async fn relay(core: Arc<Core>, mut msg: Message, origin: ConnHandle, route: Rou
         .as_ref()
         .map(|t| t.cfg.spec.failover.connect_timeout.get())
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let conn = match dial(&core, SocketAddr::new(ip, port), transport, tls.as_ref(), connect_timeout).await {
+    let conn = match dial(
+        &core,
+        SocketAddr::new(ip, port),
+        transport,
+        tls.as_ref(),
+        connect_timeout,
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => {
             warn!(method = method.as_str(), error = %e, "in-dialog next hop unreachable");
@@ -589,7 +732,11 @@ async fn relay(core: Arc<Core>, mut msg: Message, origin: ConnHandle, route: Rou
     let (tx, mut rx) = mpsc::unbounded_channel();
     core.txns.add_client(branch.clone(), tx);
     if conn.send(Bytes::from(msg.to_bytes())) {
-        let limit = if method == Method::Invite { TIMER_C } else { NON_INVITE_TIMEOUT };
+        let limit = if method == Method::Invite {
+            TIMER_C
+        } else {
+            NON_INVITE_TIMEOUT
+        };
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             tokio::select! {

@@ -157,7 +157,11 @@ impl Core {
     }
 
     pub fn new_branch(&self) -> String {
-        format!("{}-{:x}", self.branch_prefix, self.seq.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{:x}",
+            self.branch_prefix,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     fn is_our_branch(&self, branch: &str) -> bool {
@@ -195,7 +199,13 @@ impl Core {
         }
     }
 
-    pub fn record_route(&self, conn: &ConnHandle, side: Side, transport: Transport, trunk_sid: &str) -> String {
+    pub fn record_route(
+        &self,
+        conn: &ConnHandle,
+        side: Side,
+        transport: Transport,
+        trunk_sid: &str,
+    ) -> String {
         let t = self.listener_transport(transport);
         let (host, port) = self.advertised(conn, t);
         format!(
@@ -208,7 +218,10 @@ impl Core {
 
     pub fn via(&self, conn: &ConnHandle, branch: &str) -> String {
         let (host, port) = self.advertised(conn, conn.transport);
-        format!("SIP/2.0/{} {host}:{port};branch={branch};rport", conn.transport.via_token())
+        format!(
+            "SIP/2.0/{} {host}:{port};branch={branch};rport",
+            conn.transport.via_token()
+        )
     }
 
     /// Sends bytes back to where a request came from: its connection, or another
@@ -224,7 +237,13 @@ impl Core {
     }
 
     pub fn reply(&self, req: &Message, conn: &ConnHandle, code: u16, extra: &[(&str, &str)]) {
-        let bytes = stamp::response(req, code, stamp::reason_phrase(code), Some(&stamp::new_token()), extra);
+        let bytes = stamp::response(
+            req,
+            code,
+            stamp::reason_phrase(code),
+            Some(&stamp::new_token()),
+            extra,
+        );
         self.send_back(conn, bytes);
     }
 
@@ -232,7 +251,10 @@ impl Core {
         match Message::parse(&bytes) {
             Ok(msg) => self.on_message(msg, conn),
             Err(e) => {
-                self.metrics.bad_messages.with_label_values(&["malformed"]).inc();
+                self.metrics
+                    .bad_messages
+                    .with_label_values(&["malformed"])
+                    .inc();
                 debug!(peer = %conn.peer, error = %e, "malformed message");
                 if let Some(r) = stamp::response_to_raw(&bytes, 400, "Bad Request") {
                     conn.send(r);
@@ -246,7 +268,9 @@ impl Core {
         self.metrics.bad_messages.with_label_values(&[reason]).inc();
         info!(peer = %conn.peer, reason, "unframeable stream; closing");
         let answer = match &e {
-            FrameError::Oversize { head: Some(h) } => stamp::response_to_raw(h, 513, "Message Too Large"),
+            FrameError::Oversize { head: Some(h) } => {
+                stamp::response_to_raw(h, 513, "Message Too Large")
+            }
             FrameError::MissingContentLength { head } | FrameError::BadContentLength { head } => {
                 stamp::response_to_raw(head, 400, "Bad Request")
             }
@@ -269,9 +293,15 @@ impl Core {
         let Some(method) = msg.method().cloned() else {
             return;
         };
-        self.metrics.messages.with_label_values(&[method.as_str()]).inc();
+        self.metrics
+            .messages
+            .with_label_values(&[method.as_str()])
+            .inc();
         if let Some(problem) = missing_mandatory(&msg, &method) {
-            self.metrics.bad_messages.with_label_values(&["missing_header"]).inc();
+            self.metrics
+                .bad_messages
+                .with_label_values(&["missing_header"])
+                .inc();
             debug!(peer = %conn.peer, problem, "refusing request");
             if method != Method::Ack {
                 let bytes = stamp::response(&msg, 400, problem, Some(&stamp::new_token()), &[]);
@@ -284,7 +314,10 @@ impl Core {
             return;
         }
         if msg.max_forwards() == Some(0) {
-            self.metrics.bad_messages.with_label_values(&["max_forwards"]).inc();
+            self.metrics
+                .bad_messages
+                .with_label_values(&["max_forwards"])
+                .inc();
             self.reply(&msg, conn, 483, &[]);
             return;
         }
@@ -318,9 +351,13 @@ impl Core {
         };
         let routes = self.routes.load_full();
         let number = msg.request_uri().and_then(stamp::dialled_number);
-        let inbound = number.as_deref().and_then(|n| routes.trunk_for_number(n)).cloned();
+        let inbound = number
+            .as_deref()
+            .and_then(|n| routes.trunk_for_number(n))
+            .cloned();
         let from_trunk = self.trunk_for_source(&routes, conn);
-        let from_upstream = routes.upstream.is_none() || self.sources.load().upstream_ips.contains(&conn.peer.ip());
+        let from_upstream =
+            routes.upstream.is_none() || self.sources.load().upstream_ips.contains(&conn.peer.ip());
         // Precedence: a known trunk source calls out, unless it is also a trusted
         // upstream source dialling one of our numbers (labs put both on one host).
         let plan = match (from_trunk, inbound) {
@@ -352,9 +389,13 @@ impl Core {
         }
         let sources = self.sources.load();
         let names = sources.trunks_by_ip.get(&conn.peer.ip())?;
-        names
-            .iter()
-            .find_map(|n| routes.by_name.get(n).and_then(|&i| routes.trunks.get(i)).cloned())
+        names.iter().find_map(|n| {
+            routes
+                .by_name
+                .get(n)
+                .and_then(|&i| routes.trunks.get(i))
+                .cloned()
+        })
     }
 
     fn on_cancel(&self, msg: &Message, conn: &ConnHandle) {
@@ -410,9 +451,16 @@ impl Core {
         } else {
             Transport::Tcp
         };
-        let host = via.received().unwrap_or(&via.host).trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = via
+            .received()
+            .unwrap_or(&via.host)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = via.rport().flatten().or(via.port).unwrap_or(5060);
-        let Ok(ip) = host.parse::<IpAddr>() else { return };
+        let Ok(ip) = host.parse::<IpAddr>() else {
+            return;
+        };
         if let Some(c) = self.conns.find(SocketAddr::new(ip, port), transport, None) {
             c.send(Bytes::from(msg.to_bytes()));
         }
@@ -424,11 +472,20 @@ impl Core {
         let mut info: Option<call::RouteInfo> = None;
         loop {
             let top = msg.values("route").into_iter().next()?;
-            let Some(uri) = NameAddr::parse(&top).ok().and_then(|n| SipUri::parse(&n.uri).ok()) else {
+            let Some(uri) = NameAddr::parse(&top)
+                .ok()
+                .and_then(|n| SipUri::parse(&n.uri).ok())
+            else {
                 break;
             };
-            let Some(Some(side)) = uri.param(RR_MARK) else { break };
-            let side = if side == Side::Trunk.token() { Side::Trunk } else { Side::Upstream };
+            let Some(Some(side)) = uri.param(RR_MARK) else {
+                break;
+            };
+            let side = if side == Side::Trunk.token() {
+                Side::Trunk
+            } else {
+                Side::Upstream
+            };
             let trunk_sid = uri.param(RR_TRUNK).flatten().map(rr_unescape);
             msg.remove_first_value("route");
             info = Some(call::RouteInfo {
@@ -477,7 +534,9 @@ pub fn host_literal(ip: IpAddr) -> String {
 
 /// Trunk SIDs are tokens in practice; anything else is hex-escaped to stay a URI param.
 fn rr_escape(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
         s.to_owned()
     } else {
         s.bytes().map(|b| format!("%{b:02X}")).collect()
@@ -500,4 +559,3 @@ fn rr_unescape(s: &str) -> String {
 pub fn secs_until(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
-

@@ -22,6 +22,7 @@ use std::{
 };
 
 use anyhow::{Context, anyhow};
+use futures::StreamExt;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
@@ -54,7 +55,8 @@ pub struct ProxyArgs {
 const CONFIG_POLL: Duration = Duration::from_millis(500);
 
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     match ProxyConfig::from_yaml(&text) {
         Ok(c) => {
             Routes::compile(c.clone(), &Routes::empty())?;
@@ -74,7 +76,8 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
 }
 
 fn load_file(path: &Path) -> anyhow::Result<ProxyConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     ProxyConfig::from_yaml(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
@@ -93,11 +96,19 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let routes = Routes::compile(config.clone(), &Routes::empty())?;
 
     let tcp = match config.listen.tcp {
-        Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("TCP listener {a}"))?),
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("TCP listener {a}"))?,
+        ),
         None => None,
     };
     let tls_listener = match config.listen.tls {
-        Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("TLS listener {a}"))?),
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("TLS listener {a}"))?,
+        ),
         None => None,
     };
     if tcp.is_none() && tls_listener.is_none() {
@@ -109,7 +120,13 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     };
     metrics.routes_trunks.set(routes.trunks.len() as i64);
     metrics.config_reloads.with_label_values(&["ok"]).inc();
-    let core = Arc::new(Core::new(routes, resolver, metrics.clone(), listener_tls, listeners));
+    let core = Arc::new(Core::new(
+        routes,
+        resolver,
+        metrics.clone(),
+        listener_tls,
+        listeners,
+    ));
     refresh_sources(&core).await;
 
     let ready = Arc::new(AtomicBool::new(true));
@@ -150,13 +167,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -209,7 +227,10 @@ async fn watch_config_file(core: Arc<Core>, path: PathBuf) {
                 refresh_sources(&core).await;
             }
             Err(e) => {
-                core.metrics.config_reloads.with_label_values(&["error"]).inc();
+                core.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 error!(file = %path.display(), error = %e, "configuration refused; keeping the last good one");
             }
         }
@@ -231,7 +252,9 @@ async fn watch_listener_certificate(core: Arc<Core>) {
                 core.metrics.listener_cert_reloads.inc();
                 info!("TLS listener certificate reloaded");
             }
-            Err(e) => error!(error = %e, "TLS listener certificate refused; keeping the previous one"),
+            Err(e) => {
+                error!(error = %e, "TLS listener certificate refused; keeping the previous one")
+            }
         }
     }
 }
@@ -248,8 +271,22 @@ async fn refresh_sources(core: &Arc<Core>) {
     let routes = core.routes.load_full();
     let mut index = SourceIndex::default();
     let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::new();
-    for t in &routes.trunks {
-        if let Ok(r) = core.resolver.resolve(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families).await {
+    // Mostly cache hits; expired names are re-queried a few at a time.
+    let trunks: Vec<Arc<routes::Trunk>> = routes.trunks.clone();
+    let resolver = core.resolver.clone();
+    let mut lookups = futures::stream::iter(trunks)
+        .map(move |t| {
+            let resolver = resolver.clone();
+            async move {
+                let r = resolver
+                    .resolve(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families)
+                    .await;
+                (t, r)
+            }
+        })
+        .buffer_unordered(32);
+    while let Some((t, r)) = lookups.next().await {
+        if let Ok(r) = r {
             for ip in &r.addrs {
                 by_ip.entry(*ip).or_default().push(t.cfg.name.clone());
             }
@@ -260,7 +297,11 @@ async fn refresh_sources(core: &Arc<Core>) {
         match up.host.parse::<IpAddr>() {
             Ok(ip) => index.upstream_ips.push(ip),
             Err(_) => {
-                if let Ok(r) = core.resolver.resolve(&up.host, &[IpFamily::IPv4, IpFamily::IPv6]).await {
+                if let Ok(r) = core
+                    .resolver
+                    .resolve(&up.host, &[IpFamily::IPv4, IpFamily::IPv6])
+                    .await
+                {
                     index.upstream_ips.extend(r.addrs.iter().copied());
                 }
             }

@@ -75,6 +75,8 @@ impl Trunk {
 
 #[derive(Clone, Debug)]
 pub struct Upstream {
+    /// Client TLS settings when the upstream is dialled over TLS (system roots).
+    pub tls: Option<DialTls>,
     pub uri: SipUri,
     pub host: String,
     pub port: u16,
@@ -119,7 +121,11 @@ impl Routes {
         let mut by_name = HashMap::with_capacity(config.trunks.len());
         let mut by_sid = HashMap::with_capacity(config.trunks.len());
         for (i, t) in config.trunks.iter().enumerate() {
-            let state = match previous.by_name.get(&t.name).and_then(|&j| previous.trunks.get(j)) {
+            let state = match previous
+                .by_name
+                .get(&t.name)
+                .and_then(|&j| previous.trunks.get(j))
+            {
                 Some(old) => {
                     old.state.cpm.set_limit(t.spec.calls_per_minute);
                     old.state.clone()
@@ -185,8 +191,21 @@ pub fn parse_upstream(u: &str) -> anyhow::Result<Upstream> {
         crate::config::Transport::Tls => 5061,
         crate::config::Transport::Tcp => 5060,
     });
+    let host = uri
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tls = match transport {
+        crate::config::Transport::Tls => Some(DialTls {
+            config: tls::client_config(None)?,
+            server_name: host.clone(),
+        }),
+        crate::config::Transport::Tcp => None,
+    };
     Ok(Upstream {
-        host: uri.host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        tls,
+        host,
         port,
         transport,
         uri,

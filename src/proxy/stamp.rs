@@ -46,7 +46,13 @@ pub fn reason_phrase(code: u16) -> &'static str {
 
 /// A response to `req` built by the proxy. `to_tag` is added to `To` when the
 /// request had none (every final response needs one).
-pub fn response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>, extra: &[(&str, &str)]) -> Bytes {
+pub fn response(
+    req: &Message,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Bytes {
     let mut out = String::with_capacity(512);
     let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
     for h in &req.headers {
@@ -58,7 +64,9 @@ pub fn response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>, ex
         let _ = write!(out, "From: {from}\r\n");
     }
     if let Some(to) = req.header_value("to") {
-        let has_tag = NameAddr::parse(&to).map(|n| n.tag().is_some()).unwrap_or(true);
+        let has_tag = NameAddr::parse(&to)
+            .map(|n| n.tag().is_some())
+            .unwrap_or(true);
         match to_tag {
             Some(tag) if !has_tag && code > 100 => {
                 let _ = write!(out, "To: {to};tag={tag}\r\n");
@@ -161,13 +169,24 @@ pub fn dialled_number(request_uri: &str) -> Option<String> {
 
 /// Decrements Max-Forwards (or sets 70 when absent).
 pub fn decrement_max_forwards(msg: &mut Message) {
-    let next = msg.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
-    msg.set_header("Max-Forwards", &next.to_string());
+    let next = msg
+        .max_forwards()
+        .map(|m| m.saturating_sub(1))
+        .unwrap_or(70);
+    put_header(msg, "Max-Forwards", &next.to_string());
 }
 
-/// Adds a header only when the request lacks it.
-pub fn ensure_header(msg: &mut Message, name: &str, value: &str) {
-    if msg.header(name).is_none() {
-        msg.insert_before("content-type", Header::new(name, value));
+/// Sets a header: replaced in place when present, else placed before the
+/// body headers (Content-Type / Content-Length) as in the seed's sample.
+pub fn put_header(msg: &mut Message, name: &str, value: &str) {
+    if msg.header(name).is_some() {
+        msg.set_header(name, value);
+        return;
     }
+    let at = msg
+        .headers
+        .iter()
+        .position(|h| h.is("content-type") || h.is("content-length"))
+        .unwrap_or(msg.headers.len());
+    msg.headers.insert(at, Header::new(name, value));
 }

@@ -61,7 +61,10 @@ fn system_roots() -> RootCertStore {
 }
 
 /// Either inline PEM or a file; inline wins.
-fn material(pem: &Option<String>, file: &Option<std::path::PathBuf>) -> anyhow::Result<Option<Vec<u8>>> {
+fn material(
+    pem: &Option<String>,
+    file: &Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<Vec<u8>>> {
     match (pem, file) {
         (Some(p), _) => Ok(Some(p.as_bytes().to_vec())),
         (None, Some(f)) => Ok(Some(read(f)?)),

@@ -95,7 +95,12 @@ impl Connections {
     }
 
     /// An open connection to `peer` over `transport` (any SNI for accepted ones).
-    pub fn find(&self, peer: SocketAddr, transport: Transport, sni: Option<&str>) -> Option<ConnHandle> {
+    pub fn find(
+        &self,
+        peer: SocketAddr,
+        transport: Transport,
+        sni: Option<&str>,
+    ) -> Option<ConnHandle> {
         let id = {
             let map = self.by_peer.read().ok()?;
             map.get(&(peer, transport, sni.map(str::to_owned)))
@@ -137,7 +142,8 @@ pub async fn serve_tcp(core: Arc<Core>, listener: TcpListener) {
                 let local = stream.local_addr().unwrap_or(peer);
                 let core = core.clone();
                 tokio::spawn(async move {
-                    run_connection(core, stream, peer, local, Transport::Tcp, Vec::new(), None).await;
+                    run_connection(core, stream, peer, local, Transport::Tcp, Vec::new(), None)
+                        .await;
                 });
             }
             Err(e) => {
@@ -165,17 +171,20 @@ pub async fn serve_tls(core: Arc<Core>, listener: TcpListener) {
                 let local = stream.local_addr().unwrap_or(peer);
                 let core = core.clone();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "TLS accept failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(%peer, "TLS accept timed out");
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "TLS accept failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "TLS accept timed out");
+                                return;
+                            }
+                        };
                     let names = tls
                         .get_ref()
                         .1
@@ -201,6 +210,14 @@ pub struct DialTls {
     pub server_name: String,
 }
 
+impl std::fmt::Debug for DialTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DialTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Returns an open connection to `peer`, dialing it if needed.
 pub async fn dial(
     core: &Arc<Core>,
@@ -220,6 +237,21 @@ pub async fn dial(
         dialing.entry(key.clone()).or_default().clone()
     };
     let _guard = gate.lock().await;
+    let result = dial_locked(core, peer, transport, tls, timeout, sni).await;
+    if let Ok(mut dialing) = core.conns.dialing.lock() {
+        dialing.remove(&key);
+    }
+    result
+}
+
+async fn dial_locked(
+    core: &Arc<Core>,
+    peer: SocketAddr,
+    transport: Transport,
+    tls: Option<&DialTls>,
+    timeout: Duration,
+    sni: Option<String>,
+) -> Result<ConnHandle, DialError> {
     if let Some(c) = core.conns.find(peer, transport, sni.as_deref()) {
         return Ok(c);
     }
@@ -232,7 +264,9 @@ pub async fn dial(
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().map_err(|e| DialError::Connect(peer, e))?;
+    let local = stream
+        .local_addr()
+        .map_err(|e| DialError::Connect(peer, e))?;
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
     let handle = ConnHandle {
         id: core.conns.next.fetch_add(1, Ordering::Relaxed) + 1,
@@ -247,11 +281,14 @@ pub async fn dial(
             let name = ServerName::try_from(t.server_name.clone())
                 .map_err(|e| DialError::Tls(peer, t.server_name.clone(), e.to_string()))?;
             let connector = tokio_rustls::TlsConnector::from(t.config.clone());
-            let tls_stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-                Err(_) => return Err(DialError::Timeout(peer)),
-                Ok(Err(e)) => return Err(DialError::Tls(peer, t.server_name.clone(), e.to_string())),
-                Ok(Ok(s)) => s,
-            };
+            let tls_stream =
+                match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+                    Err(_) => return Err(DialError::Timeout(peer)),
+                    Ok(Err(e)) => {
+                        return Err(DialError::Tls(peer, t.server_name.clone(), e.to_string()));
+                    }
+                    Ok(Ok(s)) => s,
+                };
             core.conns.register(&handle, sni);
             let core = core.clone();
             let h = handle.clone();
@@ -263,9 +300,6 @@ pub async fn dial(
             let h = handle.clone();
             tokio::spawn(async move { drive(core, stream, h, rx).await });
         }
-    }
-    if let Ok(mut dialing) = core.conns.dialing.lock() {
-        dialing.remove(&key);
     }
     Ok(handle)
 }

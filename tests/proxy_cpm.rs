@@ -108,3 +108,55 @@ fn in_dialog_requests_do_not_count_against_the_quota() {
         1.0
     );
 }
+
+#[test]
+fn quota_counts_both_directions() {
+    // Quota 2 shared by inbound and outbound: one call each way passes, the
+    // third new call (either way) is refused.
+    require_sipp();
+    let sbc_port = free_port_on(&[lo(2)]);
+    let up_port = free_port_on(&[lo(4)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    // The carrier is 127.0.0.4: its UAS takes outbound calls there, and its
+    // UAC calls in from there.
+    conf.upstream = Some(format!("sip:127.0.0.4:{up_port};transport=tcp"));
+    let mut t = TrunkConf::tcp(TRUNK, FQDN, sbc_port, &[NUMBER]);
+    t.calls_per_minute = Some(2);
+    conf.trunks.push(t);
+    let proxy = ProxyProcess::start(conf);
+
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), sbc_port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .local_ip(lo(4))
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    sbc.wait().assert_all_ok(1);
+
+    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .local_ip(lo(2))
+        .service("+14155550100")
+        .run()
+        .assert_all_ok(1);
+    upstream.wait().assert_all_ok(1);
+
+    for (from, number) in [(lo(2), "+14155550100"), (lo(4), NUMBER)] {
+        let r = Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+            .local_ip(from)
+            .subst("__EXPECTED__", "503")
+            .service(number)
+            .run();
+        r.assert_all_ok(1);
+        assert!(
+            r.received_responses(503)[0].has("retry-after"),
+            "{}",
+            r.summary()
+        );
+    }
+    assert_eq!(
+        proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),
+        2.0
+    );
+}

@@ -69,9 +69,9 @@ fn silent_first_address_times_out_then_is_held_down() {
     let silent = SilentListener::start(SocketAddr::new(lo(2), port));
     let proxy = inbound_proxy(&dns, port, |t| {
         t.response_timeout = "1500ms".into();
-        t.hold_down = "30s".into();
+        t.hold_down = "3s".into();
     });
-    let sbc = Sipp::uas("uas_rfc3261.xml", lo(3), port).calls(2).spawn();
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(3), port).calls(3).spawn();
 
     let first = timed_call(&proxy);
     assert_eq!(first.final_status, Some(200), "{first:?}");
@@ -107,8 +107,20 @@ fn silent_first_address_times_out_then_is_held_down() {
         after_first,
         "no new failover during hold-down"
     );
+
+    // After holdDown the address is tried again (and fails over again).
+    std::thread::sleep(Duration::from_millis(3200));
+    let third = timed_call(&proxy);
+    assert_eq!(third.final_status, Some(200), "{third:?}");
+    assert!(
+        third.setup >= Duration::from_millis(1400),
+        "{:?}",
+        third.setup
+    );
+    assert!(silent.bytes.load(std::sync::atomic::Ordering::SeqCst) > bytes_before);
+    assert!(failovers(&proxy) > after_first);
     let sbc = sbc.wait();
-    assert_eq!(sbc.received_requests("INVITE").len(), 2);
+    assert_eq!(sbc.received_requests("INVITE").len(), 3);
 }
 
 #[test]
@@ -285,4 +297,66 @@ fn aaaa_only_fqdn_is_reached_over_ipv6_loopback() {
         inv.request_uri().unwrap(),
         format!("sip:{NUMBER}@{FQDN}:{port};transport=tcp")
     );
+}
+
+#[test]
+fn ip_families_order_and_filter_are_respected() {
+    require_sipp();
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let port = free_port_on(&[lo(2), v6]);
+    let dns = Dns::start(vec![
+        a(FQDN, lo(2), 30),
+        aaaa(FQDN, Ipv6Addr::LOCALHOST, 30),
+    ]);
+    // IPv6 preferred: the call goes to ::1 although an A record exists.
+    let proxy = inbound_proxy(&dns, port, |t| t.ip_families = vec!["IPv6", "IPv4"]);
+    let v4_sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    let v6_sbc = Sipp::uas("uas_rfc3261.xml", v6, port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    v6_sbc.wait().assert_all_ok(1);
+    assert!(v4_sbc.stop().received().is_empty());
+    drop(proxy);
+
+    // IPv4 only with an AAAA-only name: no usable address → 503.
+    let dns = Dns::start(vec![aaaa(FQDN, Ipv6Addr::LOCALHOST, 30)]);
+    let proxy = inbound_proxy(&dns, port, |t| t.ip_families = vec!["IPv4"]);
+    let v6_sbc = Sipp::uas("uas_rfc3261.xml", v6, port).spawn();
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert!(v6_sbc.stop().received().is_empty());
+}
+
+#[test]
+fn max_ttl_caps_how_long_an_answer_is_cached() {
+    // The record says 300 s, the proxy's dns.maxTtl says 1 s: a change is
+    // followed after ~1 s anyway.
+    require_sipp();
+    let port = free_port_on(&[lo(2), lo(3)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 300)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.max_ttl = "1s".into();
+    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+    conf.trunks
+        .push(TrunkConf::tcp(TRUNK, FQDN, port, &[NUMBER]));
+    let proxy = ProxyProcess::start(conf);
+    let old = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    let new = Sipp::uas("uas_rfc3261.xml", lo(3), port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    dns.set(vec![a(FQDN, lo(3), 300)]);
+    std::thread::sleep(Duration::from_millis(1700));
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert_eq!(old.stop().received_requests("INVITE").len(), 1);
+    assert_eq!(new.stop().received_requests("INVITE").len(), 1);
 }

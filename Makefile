@@ -29,7 +29,7 @@ test: deps lint
 	$(CARGO) build --bins
 	$(CARGO) test --all-targets -- --test-threads=2
 
-demo-standalone: deps release
+demo-standalone: deps build
 	bash scripts/demo-standalone.sh
 
 demo: demo-standalone

@@ -25,7 +25,8 @@ pub struct ProxyMetrics {
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    reg.register(Box::new(c.clone())).expect("metric registered once");
+    reg.register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
@@ -42,31 +43,41 @@ impl ProxyMetrics {
             &["trunk"],
         )
         .expect("static metric definition");
-        reg.register(Box::new(call_setup.clone())).expect("metric registered once");
-        let routes_trunks = IntGauge::new("vsip_routes_trunks", "Trunks in the running configuration")
-            .expect("static metric definition");
-        reg.register(Box::new(routes_trunks.clone())).expect("metric registered once");
+        reg.register(Box::new(call_setup.clone()))
+            .expect("metric registered once");
+        let routes_trunks =
+            IntGauge::new("vsip_routes_trunks", "Trunks in the running configuration")
+                .expect("static metric definition");
+        reg.register(Box::new(routes_trunks.clone()))
+            .expect("metric registered once");
         let connections = IntGauge::new("vsip_connections", "Open SIP connections (TCP and TLS)")
             .expect("static metric definition");
-        reg.register(Box::new(connections.clone())).expect("metric registered once");
-        let inflight_calls = IntGauge::new("vsip_inflight_calls", "INVITE transactions in progress")
-            .expect("static metric definition");
-        reg.register(Box::new(inflight_calls.clone())).expect("metric registered once");
+        reg.register(Box::new(connections.clone()))
+            .expect("metric registered once");
+        let inflight_calls =
+            IntGauge::new("vsip_inflight_calls", "INVITE transactions in progress")
+                .expect("static metric definition");
+        reg.register(Box::new(inflight_calls.clone()))
+            .expect("metric registered once");
         let listener_cert_reloads = IntCounter::new(
             "vsip_listener_certificate_reloads_total",
             "TLS listener certificate reloads",
         )
         .expect("static metric definition");
-        reg.register(Box::new(listener_cert_reloads.clone())).expect("metric registered once");
+        reg.register(Box::new(listener_cert_reloads.clone()))
+            .expect("metric registered once");
         let forward_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "vsip_request_processing_seconds",
                 "Time from a request's arrival to its forwarding (routing, DNS, stamping)",
             )
-            .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0]),
+            .buckets(vec![
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+            ]),
         )
         .expect("static metric definition");
-        reg.register(Box::new(forward_latency.clone())).expect("metric registered once");
+        reg.register(Box::new(forward_latency.clone()))
+            .expect("metric registered once");
         Self {
             calls: counter(
                 reg,

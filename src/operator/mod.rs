@@ -1,11 +1,293 @@
-//! The control plane: reconciles `VirtualSipTrunk` resources into a proxy fleet.
+//! The control plane: `vsip operator` reconciles `VirtualSipTrunk` resources into a proxy
+//! fleet and reports status (brief §3, §7).
+//!
+//! - [`crdgen`]: the CRD from the Rust types (`vsip crdgen`).
+//! - [`render`]: trunks + Secrets → the proxies' configuration (pure).
+//! - [`status`]: observations → a trunk's status (pure).
+//! - [`fleet`]: the Deployment, Service, PDB, RBAC and config Secret the operator owns.
+//! - [`controller`]: `Context`, `reconcile`, the renderer task.
+//! - [`metrics`]: `vsip_operator_*`.
+//!
+//! Leader election: every replica serves `/healthz`, `/readyz` and `/metrics`; only the
+//! holder of the `vsip-operator` Lease reconciles. Losing the Lease stops the process (a fresh
+//! start is the safe way back to standby); SIGTERM drains reconciles and releases the Lease.
 
+pub mod controller;
 pub mod crdgen;
+mod error;
+pub mod fleet;
+pub mod metrics;
+pub mod render;
+pub mod status;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use futures::{FutureExt, future::BoxFuture};
+use kube::{
+    Client,
+    runtime::events::{Recorder, Reporter},
+};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::{Notify, watch};
+
+pub use error::{Error, Result};
+
+use crate::config::{DEFAULT_HEADER_PREFIX, DnsConfig};
+use controller::{Context, RenderedState, SecretCache};
+use fleet::{FleetApplier, FleetSettings};
+
+/// The one field manager of every write (server-side apply) the operator makes.
+pub const FIELD_MANAGER: &str = "vsip-operator";
 
 /// Command-line arguments of `vsip operator`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct OperatorArgs {}
+pub struct OperatorArgs {
+    /// Namespaces to watch for trunks (comma-separated or repeated); all namespaces when empty.
+    #[arg(long, value_delimiter = ',', env = "VSIP_NAMESPACES")]
+    pub namespaces: Vec<String>,
+    /// Namespace of the proxy fleet, its configuration Secret and the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "vsip-system")]
+    pub fleet_namespace: String,
+    /// Admin HTTP: /metrics, /healthz, /readyz.
+    #[arg(long, default_value = "0.0.0.0:9091")]
+    pub metrics_addr: SocketAddr,
+    /// Container image of the proxies.
+    #[arg(long, env = "VSIP_PROXY_IMAGE")]
+    pub proxy_image: String,
+    /// imagePullPolicy of the proxies (Always, IfNotPresent, Never).
+    #[arg(long)]
+    pub proxy_image_pull_policy: Option<String>,
+    #[arg(long, default_value_t = 2)]
+    pub proxy_replicas: i32,
+    /// Type of the proxies' Service.
+    #[arg(long, default_value = "ClusterIP", value_parser = ["ClusterIP", "NodePort", "LoadBalancer"])]
+    pub service_type: String,
+    /// Where trunk-originated calls go, e.g. `sip:carrier.example.net:5060;transport=tcp`.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Host the proxies stamp in From / P-Asserted-Identity.
+    #[arg(long, default_value = "pstn.example.net")]
+    pub signaling_domain: String,
+    #[arg(long, default_value = DEFAULT_HEADER_PREFIX)]
+    pub header_prefix: String,
+    /// `kubernetes.io/tls` Secret (fleet namespace) of the proxies' TLS listener; no TLS
+    /// listener without it.
+    #[arg(long)]
+    pub listener_cert_secret: Option<String>,
+    /// Resolver(s) the operator uses for `DnsResolved` (`ip:port`); system resolver when empty.
+    #[arg(long = "dns-nameserver")]
+    pub dns_nameservers: Vec<SocketAddr>,
+    /// Name of the leader-election Lease (fleet namespace).
+    #[arg(long, default_value = "vsip-operator")]
+    pub leader_lease: String,
+    /// Run without leader election (a single replica, tests).
+    #[arg(long)]
+    pub no_leader_election: bool,
+}
 
-pub async fn run(_args: OperatorArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+impl OperatorArgs {
+    pub fn fleet(&self) -> FleetSettings {
+        FleetSettings {
+            namespace: self.fleet_namespace.clone(),
+            image: self.proxy_image.clone(),
+            image_pull_policy: self.proxy_image_pull_policy.clone(),
+            replicas: self.proxy_replicas,
+            service_type: self.service_type.clone(),
+            upstream: self.upstream.clone(),
+            signaling_domain: self.signaling_domain.clone(),
+            header_prefix: self.header_prefix.clone(),
+            listener_cert_secret: self.listener_cert_secret.clone(),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `vsip operator`.
+pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    crate::telemetry::init_logging("info");
+    let fleet = args.fleet();
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+
+    let registry = prometheus::Registry::new();
+    let metrics = metrics::Metrics::new(&registry)?;
+    let dns = DnsConfig {
+        nameservers: args.dns_nameservers.clone(),
+        // Long enough to see (and warn about) TTLs above 60 s; requeues follow expiry.
+        max_ttl: crate::config::Duration::from_secs(300),
+        ..DnsConfig::default()
+    };
+    let resolver = crate::dns::Resolver::new(&dns, &registry)
+        .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = crate::admin::bind(args.metrics_addr).await?;
+    let admin_state = crate::admin::AdminState {
+        registry: registry.clone(),
+        ready: ready.clone(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = crate::admin::serve(admin, admin_state).await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    });
+    tracing::info!(addr = %args.metrics_addr, namespaces = ?args.namespaces, fleet = %fleet.namespace, "operator starting");
+
+    let terminated: futures::future::Shared<BoxFuture<'static, ()>> =
+        termination().boxed().shared();
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("vsip-operator-{:016x}", rand::random::<u64>()));
+
+    // Leader election: standby replicas are ready (serving metrics) but idle.
+    let mut leadership = None;
+    if !args.no_leader_election {
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_lease)
+            .with_namespace(&fleet.namespace)
+            .with_identity(&identity)
+            .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await
+            .context("leader election Lease")?;
+        let (mut rx, task) = manager.watch().await;
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(identity = %identity, lease = %args.leader_lease, "waiting for leadership");
+        loop {
+            if *rx.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    anyhow::bail!("leader election stopped");
+                },
+                _ = terminated.clone() => {
+                    drop(rx);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+                    return Ok(());
+                }
+            }
+        }
+        tracing::info!(identity = %identity, "leading");
+        leadership = Some((rx, task));
+    }
+    ready.store(true, Ordering::Relaxed);
+    metrics.leader.set(1);
+
+    // Lost leadership or SIGTERM: both stop the controllers.
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let stop: futures::future::Shared<BoxFuture<'static, ()>> = {
+        let terminated = terminated.clone();
+        let mut lost = lost_rx.clone();
+        async move {
+            tokio::select! {
+                _ = terminated => {},
+                _ = lost.wait_for(|l| *l) => {},
+            }
+        }
+        .boxed()
+        .shared()
+    };
+    let leadership_watch = leadership.as_ref().map(|(rx, _)| rx.clone());
+    let mut watcher_task = None;
+    if let Some(mut rx) = leadership_watch {
+        watcher_task = Some(tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                if !*rx.borrow() {
+                    break;
+                }
+            }
+            let _ = lost_tx.send(true);
+        }));
+    }
+
+    let secrets = Arc::new(SecretCache::default());
+    let render_requests = Arc::new(Notify::new());
+    let scopes = controller::scopes(
+        &client,
+        &args.namespaces,
+        secrets.clone(),
+        render_requests.clone(),
+    );
+    let current = controller::read_current_config(&client, &fleet).await;
+    let initial = current
+        .as_ref()
+        .map(RenderedState::from_config)
+        .unwrap_or_default();
+    let (rendered_tx, rendered_rx) = watch::channel(Arc::new(initial));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        fleet: fleet.clone(),
+        resolver,
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        stores: scopes.iter().map(controller::Scope::store).collect(),
+        secrets,
+        rendered: rendered_rx,
+        render_requests,
+    });
+    let requeuers = controller::requeuers(&scopes);
+    let renderer = tokio::spawn(controller::renderer(
+        ctx.clone(),
+        rendered_tx,
+        requeuers,
+        FleetApplier::new(client.clone(), fleet.namespace.clone()),
+        stop.clone(),
+    ));
+    futures::future::join_all(controller::run_controllers(scopes, ctx, stop.clone())).await;
+    let _ = renderer.await;
+    metrics.leader.set(0);
+
+    let lost = *lost_rx.borrow();
+    if let Some(t) = watcher_task {
+        t.abort();
+        let _ = t.await;
+    }
+    if let Some((rx, task)) = leadership {
+        // Dropping the receiver makes the lease manager release the Lease and stop.
+        drop(rx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if lost {
+        anyhow::bail!("lost the leader Lease; exiting so a fresh start can stand by");
+    }
+    tracing::info!("operator stopped");
+    Ok(())
 }

@@ -20,7 +20,7 @@ use super::uri::SipUri;
 /// Maximum number of header fields in one message.
 pub const MAX_HEADERS: usize = 256;
 /// Maximum length of one physical line (start line or header line), bytes.
-pub const MAX_LINE: usize = 8 * 1024;
+pub const MAX_LINE: usize = 16 * 1024;
 /// Maximum length of one header field including its continuation lines.
 pub const MAX_HEADER_LEN: usize = 16 * 1024;
 

@@ -153,9 +153,9 @@ fn blackholed_first_address_fails_over_after_connect_timeout() {
 }
 
 #[test]
-fn retryable_answers_503_and_408_move_to_the_next_address() {
+fn retryable_answers_503_408_504_move_to_the_next_address() {
     require_sipp();
-    for code in [503u16, 408] {
+    for code in [503u16, 408, 504] {
         let port = free_port_on(&[lo(2), lo(3)]);
         let dns = Dns::start(vec![a(FQDN, lo(2), 30), a(FQDN, lo(3), 30)]);
         let proxy = inbound_proxy(&dns, port, |_| {});
@@ -180,26 +180,28 @@ fn retryable_answers_503_and_408_move_to_the_next_address() {
 }
 
 #[test]
-fn busy_486_is_relayed_and_not_retried() {
+fn busy_486_and_decline_603_are_relayed_and_not_retried() {
     require_sipp();
-    let port = free_port_on(&[lo(2), lo(3)]);
-    let dns = Dns::start(vec![a(FQDN, lo(2), 30), a(FQDN, lo(3), 30)]);
-    let proxy = inbound_proxy(&dns, port, |_| {});
-    let busy = Sipp::uas("uas_486.xml", lo(2), port).spawn();
-    let other = Sipp::uas("uas_rfc3261.xml", lo(3), port).spawn();
-    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
-        .subst("__EXPECTED__", "486")
-        .service(NUMBER)
-        .run()
-        .assert_all_ok(1);
-    busy.wait().assert_all_ok(1);
-    let other = other.stop();
-    assert!(
-        other.received().is_empty(),
-        "486 must not be retried elsewhere\n{}",
-        other.summary()
-    );
-    assert_eq!(failovers(&proxy), 0.0, "{}", proxy.metrics());
+    for code in [486u16, 603] {
+        let port = free_port_on(&[lo(2), lo(3)]);
+        let dns = Dns::start(vec![a(FQDN, lo(2), 30), a(FQDN, lo(3), 30)]);
+        let proxy = inbound_proxy(&dns, port, |_| {});
+        let refusing = Sipp::uas(&format!("uas_{code}.xml"), lo(2), port).spawn();
+        let other = Sipp::uas("uas_rfc3261.xml", lo(3), port).spawn();
+        Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+            .subst("__EXPECTED__", &code.to_string())
+            .service(NUMBER)
+            .run()
+            .assert_all_ok(1);
+        refusing.wait().assert_all_ok(1);
+        let other = other.stop();
+        assert!(
+            other.received().is_empty(),
+            "{code} must not be retried elsewhere\n{}",
+            other.summary()
+        );
+        assert_eq!(failovers(&proxy), 0.0, "{}", proxy.metrics());
+    }
 }
 
 #[test]
@@ -359,4 +361,26 @@ fn max_ttl_caps_how_long_an_answer_is_cached() {
         .assert_all_ok(1);
     assert_eq!(old.stop().received_requests("INVITE").len(), 1);
     assert_eq!(new.stop().received_requests("INVITE").len(), 1);
+}
+
+#[test]
+fn unanswered_dns_query_gives_503_in_bounded_time() {
+    // The name server swallows the queries: the call must still end (503)
+    // instead of hanging the carrier.
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![dns_drop(FQDN, "A"), dns_drop(FQDN, "AAAA")]);
+    let proxy = inbound_proxy(&dns, port, |_| {});
+    let started = Instant::now();
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .timeout(Duration::from_secs(20))
+        .run()
+        .assert_all_ok(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }

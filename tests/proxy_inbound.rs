@@ -403,3 +403,74 @@ fn max_forwards_added_as_70_when_absent() {
     assert_eq!(inv.len(), 1, "{}", sbc.summary());
     assert_eq!(inv[0].header("max-forwards"), Some("70"), "{:?}", inv[0]);
 }
+
+#[test]
+fn the_dialled_number_picks_the_trunk() {
+    require_sipp();
+    let port = free_port_on(&[lo(2), lo(3)]);
+    let dns = Dns::start(vec![
+        a(FQDN, lo(2), 30),
+        a("sip.globex.vsip-test.example", lo(3), 30),
+    ]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+    let mut acme = TrunkConf::tcp("acme/acme-mumbai", FQDN, port, &[NUMBER]);
+    acme.trunk_sid = "TSacme".into();
+    let mut globex = TrunkConf::tcp(
+        "globex/main",
+        "sip.globex.vsip-test.example",
+        port,
+        &["+912233445566", "+912233445567"],
+    );
+    globex.trunk_sid = "TSglobex".into();
+    conf.trunks = vec![acme, globex];
+    let proxy = ProxyProcess::start(conf);
+    let acme_sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    let globex_sbc = Sipp::uas("uas_rfc3261.xml", lo(3), port).calls(2).spawn();
+    for n in ["+912233445567", NUMBER, "+912233445566"] {
+        Sipp::uac("uac_call.xml", proxy.sip_addr())
+            .service(n)
+            .run()
+            .assert_all_ok(1);
+    }
+    let acme_sbc = acme_sbc.wait();
+    let globex_sbc = globex_sbc.wait();
+    let inv = only_request(&acme_sbc, "INVITE");
+    assert_eq!(inv.header("x-exotel-trunksid"), Some("TSacme"));
+    let g = globex_sbc.received_requests("INVITE");
+    assert_eq!(g.len(), 2);
+    for (m, n) in g.iter().zip(["+912233445567", "+912233445566"]) {
+        assert_eq!(m.header("x-exotel-trunksid"), Some("TSglobex"));
+        assert_eq!(
+            m.request_uri().unwrap(),
+            format!("sip:{n}@sip.globex.vsip-test.example:{port};transport=tcp")
+        );
+    }
+    assert_eq!(proxy.counter("vsip_routes_trunks", &[]), 2.0);
+}
+
+#[test]
+fn header_prefix_renames_the_correlation_headers() {
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+    conf.header_prefix = Some("X-Acme-".into());
+    let mut t = TrunkConf::tcp("acme/acme-mumbai", FQDN, port, &[NUMBER]);
+    t.trunk_sid = "TSacme".into();
+    conf.trunks.push(t);
+    let proxy = ProxyProcess::start(conf);
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let inv = only_request(&sbc.wait(), "INVITE");
+    assert_eq!(inv.header("x-acme-trunksid"), Some("TSacme"), "{inv:?}");
+    assert!(
+        inv.has("x-acme-callsid") && inv.has("x-acme-legsid"),
+        "{inv:?}"
+    );
+    assert!(!inv.has("x-exotel-trunksid"), "{inv:?}");
+}

@@ -124,3 +124,49 @@ fn source_recognition_follows_dns_changes() {
     let up = upstream.stop();
     assert_eq!(up.received_requests("INVITE").len(), 2, "{}", up.summary());
 }
+
+#[test]
+fn upstream_hangs_up_and_the_bye_reaches_the_trunk() {
+    require_sipp();
+    let up_port = free_port_on(&[lo(4)]);
+    let upstream = Sipp::uas("uas_bye.xml", lo(4), up_port).spawn();
+    let dns = Dns::start(vec![a(FQDN, lo(1), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some(format!(
+        "sip:{};transport=tcp",
+        SocketAddr::new(lo(4), up_port)
+    ));
+    conf.trunks
+        .push(TrunkConf::tcp(TRUNK, FQDN, 5070, &[NUMBER]));
+    let proxy = ProxyProcess::start(conf);
+    let uac = Sipp::uac("uac_wait_bye.xml", proxy.sip_addr())
+        .local_ip(lo(1))
+        .service(DIALLED)
+        .run();
+    uac.assert_all_ok(1);
+    upstream.wait().assert_all_ok(1);
+    let bye = only_request(&uac, "BYE");
+    assert!(bye.header_values("route").is_empty(), "{bye:?}");
+}
+
+#[test]
+fn trunk_cancels_before_upstream_answers() {
+    require_sipp();
+    let up_port = free_port_on(&[lo(4)]);
+    let upstream = Sipp::uas("uas_ringing_no_answer.xml", lo(4), up_port).spawn();
+    let dns = Dns::start(vec![a(FQDN, lo(1), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some(format!(
+        "sip:{};transport=tcp",
+        SocketAddr::new(lo(4), up_port)
+    ));
+    conf.trunks
+        .push(TrunkConf::tcp(TRUNK, FQDN, 5070, &[NUMBER]));
+    let proxy = ProxyProcess::start(conf);
+    Sipp::uac("uac_cancel.xml", proxy.sip_addr())
+        .local_ip(lo(1))
+        .service(DIALLED)
+        .run()
+        .assert_all_ok(1);
+    upstream.wait().assert_all_ok(1);
+}

@@ -169,3 +169,38 @@ fn check_config_prints_the_offending_line() {
         "expected the line (9) and the reason, got: {out}"
     );
 }
+
+#[test]
+fn suspending_and_resuming_a_trunk_by_reload() {
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut proxy = inbound_proxy(&dns, port, |_| {});
+    let mut conf = proxy.conf.clone();
+    conf.trunks[0].suspended = true;
+    proxy.reload(conf);
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "503")
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let mut conf = proxy.conf.clone();
+    conf.trunks[0].suspended = false;
+    proxy.reload(conf);
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    sbc.wait().assert_all_ok(1);
+    // Removing the trunk: its numbers are unknown again.
+    let mut conf = proxy.conf.clone();
+    conf.trunks.clear();
+    proxy.reload(conf);
+    Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
+        .subst("__EXPECTED__", "404")
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert_eq!(proxy.counter("vsip_routes_trunks", &[]), 0.0);
+}

@@ -310,3 +310,32 @@ fn tls_listener_certificate_is_hot_reloaded() {
     );
     assert!(proxy.get("/readyz").0 == 200);
 }
+
+#[test]
+fn tls_server_name_overrides_the_fqdn_for_verification() {
+    // The SBC's certificate names sbc-cert.acme.example, not the FQDN; the
+    // trunk says tls.serverName: sbc-cert.acme.example → verified, call ok.
+    require_sipp();
+    let ca = Ca::new("acme SBC CA");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port_on(&[lo(2)]);
+    let leaf = ca.issue(&["sbc-cert.acme.example"]);
+    let sbc = TlsUas::start(
+        SocketAddr::new(lo(2), port),
+        &leaf.cert_pem,
+        &leaf.key_pem,
+        None,
+    );
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    let mut t = TrunkConf::tls(TRUNK, FQDN, port, &[NUMBER]);
+    t.ca_file = Some(ca.write(dir.path(), "ca"));
+    t.server_name = Some("sbc-cert.acme.example".into());
+    conf.trunks.push(t);
+    let proxy = ProxyProcess::start(conf);
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert_eq!(sbc.log.count("INVITE"), 1);
+}

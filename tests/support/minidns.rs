@@ -61,6 +61,7 @@ impl MiniDns {
         let sock = super::rt()
             .block_on(tokio::net::UdpSocket::bind(addr))
             .expect("bind mini DNS");
+        let addr = sock.local_addr().expect("mini DNS address");
         let records = Arc::new(Mutex::new(records));
         let queries = Arc::new(Mutex::new(Vec::new()));
         let (r, q) = (records.clone(), queries.clone());

@@ -64,15 +64,11 @@ pub fn free_port() -> u16 {
 
 /// A port free for TCP and UDP on every one of `ips` (so a test can put
 /// several "SBCs" on 127.0.0.x with the same port, as DNS gives one port).
+/// Drawn below the kernel's ephemeral range (32768+), so the proxy's and
+/// SIPp's outgoing connections cannot grab it between probe and bind.
 pub fn free_port_on(ips: &[IpAddr]) -> u16 {
-    for _ in 0..500 {
-        let probe = TcpListener::bind((LOCALHOST, 0)).expect("bind probe");
-        let port = probe.local_addr().unwrap().port();
-        drop(probe);
-        // Stay clear of SIPp's own defaults (5060, media 6000+, control 8888+).
-        if port < 10_000 {
-            continue;
-        }
+    for _ in 0..2000 {
+        let port: u16 = rand::random_range(12_000..32_000);
         let all_free = ips.iter().all(|ip| {
             TcpListener::bind((*ip, port)).is_ok() && UdpSocket::bind((*ip, port)).is_ok()
         });
@@ -199,7 +195,8 @@ pub enum Dns {
 
 impl Dns {
     pub fn start(records: Vec<Rec>) -> Dns {
-        let addr = SocketAddr::new(LOCALHOST, free_port());
+        // Port 0: the server binds a free port itself (no probe/bind race).
+        let addr = SocketAddr::new(LOCALHOST, 0);
         if std::env::var("VSIP_TEST_DNS").as_deref() == Ok("mini") {
             let recs = records.iter().map(Rec::mini).collect();
             return Dns::Mini(minidns::MiniDns::start(addr, recs));

@@ -8,6 +8,7 @@
 #   BENCH_RATES=500,1000 BENCH_REPEATS=1 BENCH_STEP_SECONDS=5 bash bench/run.sh
 #   BENCH_SYSTEMS=sipp-direct,kamailio bash bench/run.sh     (skip vsip)
 #   VSIP_BIN=/path/to/vsip bash bench/run.sh                  (skip the cargo build)
+#   BENCH_VSIP_LOG_LEVEL=info bash bench/run.sh              (vsip logs every call; default warn)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,11 +72,11 @@ if [ "$quick" = 1 ]; then
   rates=${BENCH_RATES:-500,1000,2000}; repeats=${BENCH_REPEATS:-1}; secs=${BENCH_STEP_SECONDS:-4}
   label=quick; results=bench/out/quick.md
 else
-  rates=${BENCH_RATES:-500,1000,1500,2000,2500,3000,3500,4000,5000,6000,7000,8000,9000}
+  rates=${BENCH_RATES:-500,750,1000,1250,1500,2000,2500,3000,4000,5000,6000,7000,8000}
   repeats=${BENCH_REPEATS:-3}; secs=${BENCH_STEP_SECONDS:-10}
   label=full; results=${BENCH_RESULTS:-bench/results/latest.md}
 fi
 
-exec python3 bench/lib/bench.py --rates "$rates" --repeats "$repeats" --step-seconds "$secs" \
+exec python3 bench/lib/bench.py --vsip-log-level "${BENCH_VSIP_LOG_LEVEL:-warn}" --rates "$rates" --repeats "$repeats" --step-seconds "$secs" \
   --systems "$systems" --vsip-bin "$vsip_bin" --vsip-skip-reason "$skip" \
   --label "$label" --results "$results"

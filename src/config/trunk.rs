@@ -241,6 +241,7 @@ pub struct Condition {
 pub struct ResolvedAddress {
     pub address: String,
     pub family: IpFamily,
+    #[schemars(transform = crd_schema::small_uint)]
     pub ttl_seconds: u32,
 }
 
@@ -357,6 +358,7 @@ mod crd_schema {
     }
 
     pub fn port(s: &mut Schema) {
+        small_uint(s);
         set(s, json!({ "minimum": 1, "maximum": 65535 }));
         rules(
             s,
@@ -368,6 +370,7 @@ mod crd_schema {
     }
 
     pub fn calls_per_minute(s: &mut Schema) {
+        small_uint(s);
         set(
             s,
             json!({ "minimum": 1, "maximum": super::super::MAX_CALLS_PER_MINUTE }),
@@ -444,6 +447,18 @@ mod crd_schema {
 
     pub fn duration(s: &mut Schema) {
         set(s, json!({ "maxLength": 32 }));
+        rules(
+            s,
+            json!([{
+                "rule": "self.matches('^([0-9]+(ms|s|m|h))+$')",
+                "message": "must be a duration such as 500ms, 2s, 1m30s or 1h",
+            }]),
+        );
+    }
+
+    /// `uint16`/`uint32` are not formats the API server knows (it warns); the bounds say it.
+    pub fn small_uint(s: &mut Schema) {
+        s.insert("format".into(), "int32".into());
     }
 
     pub fn positive_duration(s: &mut Schema) {

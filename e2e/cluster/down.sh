@@ -29,29 +29,36 @@ ours() {
   [ -f "$f" ] || return 1
   pid="$(cat "$f")"
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$STATE" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STATE" || return 1
   echo "$pid"
 }
 
+# stop NAME... : SIGTERM, wait up to 15s for a graceful exit, then SIGKILL.
 rc=0
-NAMES=(kube-scheduler kube-controller-manager kube-apiserver etcd)
-for n in "${NAMES[@]}"; do
-  pid="$(ours "$n")" && kill -TERM "$pid" 2>/dev/null && log "stopping $n (pid $pid)"
-done
-for _ in $(seq 100); do # up to 10s for a graceful exit
-  left=0
-  for n in "${NAMES[@]}"; do ours "$n" >/dev/null && left=1; done
-  [ $left = 0 ] && break
-  sleep 0.1
-done
-for n in "${NAMES[@]}"; do
-  if pid="$(ours "$n")"; then
-    log "$n (pid $pid) ignored SIGTERM: killing"
-    kill -KILL "$pid" 2>/dev/null
-    sleep 0.5
-    ours "$n" >/dev/null && { log "could not kill $n (pid $pid)"; rc=1; }
-  fi
-done
+stop() {
+  local n pid left deadline=$(( $(date +%s) + 15 ))
+  for n in "$@"; do
+    pid="$(ours "$n")" && kill -TERM "$pid" 2>/dev/null && log "stopping $n (pid $pid)"
+  done
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    left=0
+    for n in "$@"; do ours "$n" >/dev/null && left=1; done
+    [ $left = 0 ] && return 0
+    sleep 0.2
+  done
+  for n in "$@"; do
+    if pid="$(ours "$n")"; then
+      log "$n (pid $pid) ignored SIGTERM: killing"
+      kill -KILL "$pid" 2>/dev/null
+      sleep 0.5
+      ours "$n" >/dev/null && { log "could not kill $n (pid $pid)"; rc=1; }
+    fi
+  done
+}
+# Clients of the apiserver first, then the apiserver, then its storage.
+stop kube-scheduler kube-controller-manager
+stop kube-apiserver
+stop etcd
 
 # Release port reservations.
 if [ -f "$STATE/run/ports" ]; then

@@ -47,7 +47,7 @@ ev="$(etcd --version 2>&1 | head -n 1)"
 check "etcd is ${ETCD_VERSION} ($ev)" grep -q "${ETCD_VERSION#v}" <<<"$ev"
 
 # --- namespace
-check "create namespace $NS" kubectl create namespace "$NS"
+check "create namespace $NS" kubectl create namespace "$NS" -o name
 
 # --- CRD with a CEL validation rule
 kubectl apply -f - >/dev/null <<'EOF' && ok "create CRD with CEL rule" || fail "create CRD with CEL rule"

@@ -34,7 +34,7 @@ else
   STATE="$(mktemp -d "${TMPDIR:-/tmp}/vsip-cluster.XXXXXX")"
 fi
 mkdir -p "$STATE"/{pki,logs,pids,etcd,run}
-chmod 700 "$STATE"
+chmod 700 "$STATE" "$STATE/etcd" "$STATE/pki"
 log "state dir: $STATE"
 
 # If anything below fails, do not leave half a cluster behind.
@@ -101,7 +101,8 @@ sign() {
   ec_key "$PKI/$1.key"
   ossl req -new -key "$PKI/$1.key" -subj "$2" -out "$PKI/$1.csr"
   printf '%s\n' "$3" >"$PKI/$1.ext"
-  ossl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+  local ca="${CA:-ca}"
+  ossl x509 -req -in "$PKI/$1.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" \
     -set_serial "0x$(openssl rand -hex 16)" -days 365 -extfile "$PKI/$1.ext" -out "$PKI/$1.crt"
   rm -f "$PKI/$1.csr" "$PKI/$1.ext"
 }
@@ -113,6 +114,11 @@ subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kube
 sign admin "/O=system:masters/CN=vsip-admin" "$CLIENT_EXT"
 sign controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
 sign scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
+# Front-proxy (aggregation layer / requestheader auth) CA and client.
+ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+  -subj "/CN=vsip-e2e-front-proxy-ca" -keyout "$PKI/front-proxy-ca.key" -out "$PKI/front-proxy-ca.crt" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+CA=front-proxy-ca sign front-proxy-client "/CN=front-proxy-client" "$CLIENT_EXT"
 # Service-account token signing key (TokenRequest / projected tokens).
 ec_key "$PKI/sa.key"
 ossl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
@@ -180,9 +186,17 @@ wait_for "etcd" etcd_ready
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+  --endpoint-reconciler-type=none \
   --cert-dir="$STATE/run" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
+  --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+  --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User \
+  --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+  --proxy-client-key-file="$PKI/front-proxy-client.key" \
   --authorization-mode=Node,RBAC \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$PKI/sa.pub" \

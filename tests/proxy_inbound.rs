@@ -168,16 +168,49 @@ fn invite_at_sbc_matches_seed_sample_and_header_table() {
         "{m}"
     );
     assert_eq!(metric_sum(&m, "vsip_routes_trunks", &[]), 1.0, "{m}");
+}
+
+#[test]
+fn call_log_lines_carry_call_id_and_call_sid() {
+    // Brief §6: one JSON object a line, every call-related line carrying
+    // call_sid and call_id (the seed: "always capture X-Exotel-CallSid +
+    // Call-ID").
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let inv = only_request(&sbc.wait(), "INVITE");
+    let call_sid = inv.header("x-exotel-callsid").expect("CallSid");
+    std::thread::sleep(Duration::from_millis(300));
     let logs = proxy.logs();
+    for l in logs.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(l).is_ok(),
+            "log line is not one JSON object: {l}"
+        );
+    }
+    let call_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| {
+            l.contains(inv.call_id()) || l.contains(call_sid) || l.contains("\"direction\"")
+        })
+        .collect();
     assert!(
-        logs.lines().any(|l| l.contains(inv.call_id())
-            && l.contains(call_sid)
-            && l.contains("call_id")
-            && l.contains("call_sid")),
-        "a JSON log line with call_id={} and call_sid={call_sid} expected:\n{}",
-        inv.call_id(),
-        tail(&logs, 40)
+        !call_lines.is_empty(),
+        "no call-related log line at all:\n{logs}"
     );
+    for l in &call_lines {
+        assert!(
+            l.contains(inv.call_id())
+                && l.contains(call_sid)
+                && l.contains("call_id")
+                && l.contains("call_sid"),
+            "call-related log line without call_id={} / call_sid={call_sid}: {l}",
+            inv.call_id()
+        );
+    }
 }
 
 #[test]

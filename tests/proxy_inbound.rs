@@ -141,6 +141,20 @@ fn invite_at_sbc_matches_seed_sample_and_header_table() {
         .expect("200 to INVITE at carrier");
     assert_eq!(ok.header_values("record-route").len(), 2, "{ok:?}");
     assert_eq!(ok.header_values("via").len(), 1, "{ok:?}");
+    // The SBC's answer reaches the carrier intact: To tag and SDP answer.
+    let sbc_ok = sbc
+        .sent()
+        .into_iter()
+        .map(|m| Msg::text(&m))
+        .find(|m| m.status() == Some(200) && m.cseq_method() == "INVITE")
+        .unwrap();
+    assert_eq!(
+        param(ok.header("to").unwrap(), "tag"),
+        param(sbc_ok.header("to").unwrap(), "tag"),
+        "{ok:?}"
+    );
+    assert_eq!(ok.body, sbc_ok.body, "SDP answer must pass untouched");
+    assert_eq!(only_request(&sbc, "ACK").call_id(), inv.call_id());
     // The BYE reached the SBC along the route set, addressed to its Contact.
     let bye = only_request(&sbc, "BYE");
     assert!(
@@ -412,12 +426,12 @@ fn trunk_codec_list_is_enforced() {
     );
 }
 
-#[test]
-fn max_forwards_added_as_70_when_absent() {
+/// Sends a raw INVITE (G.711) and returns the INVITE the SBC received.
+fn via_raw_invite(drop: &[&str], extra: &[(&str, &str)]) -> Msg {
     let (_dns, proxy, port) = lab(|_| {});
     let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
     let addr: SocketAddr = proxy.sip_addr();
-    let invite = raw_invite(addr, NUMBER, &["Max-Forwards"], &[]);
+    let invite = raw_invite(addr, NUMBER, drop, extra);
     // Read responses until the final one; the 200 proves delivery.
     let final_code = rt().block_on(async {
         let s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -432,9 +446,36 @@ fn max_forwards_added_as_70_when_absent() {
     });
     assert_eq!(final_code, Some(200));
     let sbc = sbc.stop();
-    let inv = sbc.received_requests("INVITE");
-    assert_eq!(inv.len(), 1, "{}", sbc.summary());
-    assert_eq!(inv[0].header("max-forwards"), Some("70"), "{:?}", inv[0]);
+    only_request(&sbc, "INVITE")
+}
+
+#[test]
+fn max_forwards_added_as_70_when_absent_and_decremented_when_present() {
+    let inv = via_raw_invite(&["Max-Forwards"], &[]);
+    assert_eq!(inv.header("max-forwards"), Some("70"), "{inv:?}");
+    let inv = via_raw_invite(&["Max-Forwards"], &[("Max-Forwards", "5")]);
+    assert_eq!(inv.header("max-forwards"), Some("4"), "{inv:?}");
+}
+
+#[test]
+fn fifty_concurrent_calls_all_complete() {
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).calls(50).spawn();
+    // 50 calls started within ~1 s, each held 1.5 s: all up at once.
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .calls(50)
+        .rate(50.0)
+        .limit(60)
+        .pause_ms(1500)
+        .run()
+        .assert_all_ok(50);
+    sbc.wait().assert_all_ok(50);
+    let m = proxy.metrics();
+    assert!(
+        metric_sum(&m, "vsip_calls_total", &[("trunk", "acme/acme-mumbai")]) >= 50.0,
+        "{m}"
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ if [ -z "$STATE" ]; then
 fi
 if [ ! -d "$STATE" ]; then
   log "$STATE does not exist: nothing to stop"
-  rm -f "$VSIP_CACHE/clusters/last" 2>/dev/null || true
+  [ "$(readlink "$VSIP_CACHE/clusters/last" 2>/dev/null)" = "$STATE" ] && rm -f "$VSIP_CACHE/clusters/last"
   exit 0
 fi
 STATE="$(cd "$STATE" && pwd)"

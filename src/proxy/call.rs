@@ -486,6 +486,10 @@ impl Call {
             tokio::select! {
                 resp = rx.recv() => {
                     let Some(mut resp) = resp else { return Attempt::Next(None) };
+                    // Our CANCEL shares the INVITE's branch; its 200 ends here.
+                    if resp.cseq().map(|c| c.method) != Some(Method::Invite) {
+                        continue;
+                    }
                     let code = resp.status().unwrap_or(0);
                     answered_any = true;
                     match code {
@@ -742,6 +746,9 @@ async fn relay(core: Arc<Core>, mut msg: Message, origin: ConnHandle, route: Rou
             tokio::select! {
                 resp = rx.recv() => {
                     let Some(mut resp) = resp else { break };
+                    if resp.cseq().map(|c| c.method).as_ref() != Some(&method) {
+                        continue;
+                    }
                     let code = resp.status().unwrap_or(0);
                     if code == 100 {
                         continue;

@@ -16,10 +16,10 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-command -v go >/dev/null || die "go is not installed (need Go >= 1.26)"
 NICE="${VSIP_BUILD_NICE:-10}"
 REGEN="${VSIP_CLUSTER_REGEN:-0}"
-GOVER="$(go env GOVERSION)"
+# Go is only needed when something has to be (re)built.
+need_go() { command -v go >/dev/null || die "go is not installed (need Go >= 1.26)"; }
 export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
@@ -33,11 +33,14 @@ fi
 
 T0=$(date +%s)
 
+# Stamp = what determines the binaries: the pinned wrapper module and the
+# build flags. Deliberately not the Go patch version (a Go update must not
+# force a 40-minute rebuild of binaries that still work).
 stamp_of() { # component extra...
   local comp="$1"; shift
   { cat "$CLUSTER_DIR/mod/$comp/go.mod" "$CLUSTER_DIR/mod/$comp/go.sum" 2>/dev/null
     [ -f "$CLUSTER_DIR/mod/$comp/main.go" ] && cat "$CLUSTER_DIR/mod/$comp/main.go"
-    echo "$GOVER $CGO_ENABLED $*"; } | sha256sum | cut -d' ' -f1
+    echo "$comp $CGO_ENABLED $*"; } | sha256sum | cut -d' ' -f1
 }
 
 is_fresh() { # component stamp binaries...
@@ -54,7 +57,7 @@ go_build_progress() { # logfile args...
   local pid=$! start; start=$(date +%s)
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -0 "$pid" 2>/dev/null && log "  ... $(( $(date +%s) - start ))s, $(wc -l <"$logf") packages compiled"
+    kill -0 "$pid" 2>/dev/null && log "  ... $(( $(date +%s) - start ))s, $(wc -l <"$logf") packages compiled (cache hits not counted)"
   done
   if ! wait "$pid"; then
     tail -n 40 "$logf" >&2
@@ -78,6 +81,11 @@ build_kubernetes() {
   local minor patch major
   IFS=. read -r major minor patch <<<"${K8S_VERSION#v}"
   local staging_ver="v0.$minor.$patch"
+  local stamp; stamp="$(stamp_of kubernetes "$K8S_VERSION $K8S_TAGS")"
+  if is_fresh kubernetes "$stamp" "${K8S_BINS[@]}"; then
+    log "kubernetes $K8S_VERSION: cached"; return
+  fi
+  need_go
   local info gomod
   info="$(cd /tmp && go mod download -json "k8s.io/kubernetes@$K8S_VERSION")" \
     || die "cannot download k8s.io/kubernetes@$K8S_VERSION: $info"
@@ -114,17 +122,13 @@ build_kubernetes() {
     ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$build_date -X $p.gitCommit="
   done
-  local stamp; stamp="$(stamp_of kubernetes "$K8S_TAGS $ld")"
-  if is_fresh kubernetes "$stamp" "${K8S_BINS[@]}"; then
-    log "kubernetes $K8S_VERSION: cached"; return
-  fi
   log "kubernetes $K8S_VERSION: building ${K8S_BINS[*]} in one go build (nice $NICE; a cold build takes a while)"
   local t=$(date +%s) tmp; tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
   local pkgs=() b; for b in "${K8S_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
   go_build_progress "$K8S_CACHE/build-kubernetes.log" $MODE -trimpath -tags "$K8S_TAGS" \
     -ldflags "$ld" -o "$tmp/" "${pkgs[@]}"
   # -mod=mod may have added indirect requirements: recompute the stamp.
-  stamp="$(stamp_of kubernetes "$K8S_TAGS $ld")"
+  stamp="$(stamp_of kubernetes "$K8S_VERSION $K8S_TAGS")"
   install_bins "$tmp" "$stamp" kubernetes "${K8S_BINS[@]}"
   log "kubernetes $K8S_VERSION: built in $(( $(date +%s) - t ))s"
 }
@@ -132,6 +136,11 @@ build_kubernetes() {
 # ---------------------------------------------------------------------- etcd
 build_etcd() {
   MODDIR="$CLUSTER_DIR/mod/etcd"
+  local ld="-s -w"
+  if [ "$REGEN" != 1 ] && is_fresh etcd "$(stamp_of etcd "$ETCD_VERSION $ld")" etcd; then
+    log "etcd $ETCD_VERSION: cached"; return
+  fi
+  need_go
   if [ "$REGEN" = 1 ] || [ ! -f "$MODDIR/go.sum" ]; then
     log "etcd: generating wrapper module for $ETCD_VERSION"
     local gomod
@@ -154,9 +163,7 @@ build_etcd() {
     done
     (cd "$MODDIR" && go mod tidy)
   fi
-  local ld="-s -w"
-  local stamp; stamp="$(stamp_of etcd "$ld")"
-  if is_fresh etcd "$stamp" etcd; then log "etcd $ETCD_VERSION: cached"; return; fi
+  local stamp; stamp="$(stamp_of etcd "$ETCD_VERSION $ld")"
   log "etcd $ETCD_VERSION: building"
   local t=$(date +%s) tmp; tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
   go_build_progress "$K8S_CACHE/build-etcd.log" -mod=readonly -trimpath -ldflags "$ld" -o "$tmp/etcd" .
@@ -168,6 +175,12 @@ build_etcd() {
 build_helm() {
   MODDIR="$CLUSTER_DIR/mod/helm"
   local major="${HELM_VERSION%%.*}" # v3 or v4
+  local ld="-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION"
+  ld+=" -X helm.sh/helm/$major/internal/version.gitTreeState=clean"
+  if [ "$REGEN" != 1 ] && is_fresh helm "$(stamp_of helm "$ld")" helm; then
+    log "helm $HELM_VERSION: cached"; return
+  fi
+  need_go
   if [ "$REGEN" = 1 ] || [ ! -f "$MODDIR/go.sum" ]; then
     log "helm: generating wrapper module for $HELM_VERSION"
     local gomod
@@ -187,10 +200,7 @@ build_helm() {
   else
     MODE=-mod=readonly
   fi
-  local ld="-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION"
-  ld+=" -X helm.sh/helm/$major/internal/version.gitTreeState=clean"
   local stamp; stamp="$(stamp_of helm "$ld")"
-  if is_fresh helm "$stamp" helm; then log "helm $HELM_VERSION: cached"; return; fi
   log "helm $HELM_VERSION: building"
   local t=$(date +%s) tmp; tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
   go_build_progress "$K8S_CACHE/build-helm.log" $MODE -trimpath -ldflags "$ld" -o "$tmp/helm" \

@@ -50,12 +50,24 @@ cleanup_on_error() {
   fi
 }
 trap cleanup_on_error EXIT
+trap 'exit 130' INT TERM HUP
 
 # ------------------------------------------------------------------ ports
 # Random ports below the ephemeral range, checked free; a per-port lock file
 # under the cache keeps concurrent up.sh runs from picking the same one.
 PORT_LOCKS="$VSIP_CACHE/cluster-ports"; mkdir -p "$PORT_LOCKS"
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+owner_alive() { # STATE_DIR: any of its processes still running?
+  local f pid
+  for f in "$1"/pids/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f" 2>/dev/null)"
+    [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$1" && return 0
+  done
+  # A run still starting (no pids yet) owns its ports for 10 minutes.
+  [ -d "$1/pids" ] && [ -z "$(find "$1/pids" -maxdepth 0 -mmin +10 2>/dev/null)" ] && return 0
+  return 1
+}
 pick_port() {
   local p i
   for i in $(seq 200); do
@@ -66,9 +78,10 @@ pick_port() {
       echo "$STATE" >"$PORT_LOCKS/$p/owner"; echo "$p" >>"$STATE/run/ports"
       echo "$p"; return
     fi
-    # Stale reservation whose cluster is gone?
+    # Stale reservation whose cluster is gone (state dir removed, or none of
+    # its processes alive - e.g. after a SIGKILLed run)? Free it for later.
     local owner; owner="$(cat "$PORT_LOCKS/$p/owner" 2>/dev/null || true)"
-    if [ -n "$owner" ] && [ ! -d "$owner/pids" ]; then
+    if [ -n "$owner" ] && [ "$owner" != "$STATE" ] && ! owner_alive "$owner"; then
       rm -rf "$PORT_LOCKS/$p"
     fi
   done

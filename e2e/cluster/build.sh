@@ -123,7 +123,7 @@ build_kubernetes() {
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$build_date -X $p.gitCommit="
   done
   log "kubernetes $K8S_VERSION: building ${K8S_BINS[*]} in one go build (nice $NICE; a cold build takes a while)"
-  local t=$(date +%s) tmp; tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
+  local t tmp; t=$(date +%s); tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
   local pkgs=() b; for b in "${K8S_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
   go_build_progress "$K8S_CACHE/build-kubernetes.log" $MODE -trimpath -tags "$K8S_TAGS" \
     -ldflags "$ld" -o "$tmp/" "${pkgs[@]}"
@@ -165,7 +165,7 @@ build_etcd() {
   fi
   local stamp; stamp="$(stamp_of etcd "$ETCD_VERSION $ld")"
   log "etcd $ETCD_VERSION: building"
-  local t=$(date +%s) tmp; tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
+  local t tmp; t=$(date +%s); tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
   go_build_progress "$K8S_CACHE/build-etcd.log" -mod=readonly -trimpath -ldflags "$ld" -o "$tmp/etcd" .
   install_bins "$tmp" "$stamp" etcd etcd
   log "etcd $ETCD_VERSION: built in $(( $(date +%s) - t ))s"
@@ -202,7 +202,7 @@ build_helm() {
   fi
   local stamp; stamp="$(stamp_of helm "$ld")"
   log "helm $HELM_VERSION: building"
-  local t=$(date +%s) tmp; tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
+  local t tmp; t=$(date +%s); tmp="$(mktemp -d "$K8S_CACHE/tmp.XXXXXX")"
   go_build_progress "$K8S_CACHE/build-helm.log" $MODE -trimpath -ldflags "$ld" -o "$tmp/helm" \
     "helm.sh/helm/$major/cmd/helm"
   stamp="$(stamp_of helm "$ld")"

@@ -5,6 +5,7 @@ CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$CLUSTER_DIR/versions.env"
 VSIP_CACHE="${VSIP_CACHE:-$HOME/.cache/vsip}"
 K8S_CACHE="$VSIP_CACHE/k8s/$K8S_VERSION"
+# shellcheck disable=SC2034 # used by the scripts sourcing this file
 K8S_BIN="$K8S_CACHE/bin"
 
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }

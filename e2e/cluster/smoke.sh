@@ -50,7 +50,7 @@ check "etcd is ${ETCD_VERSION} ($ev)" grep -q "${ETCD_VERSION#v}" <<<"$ev"
 check "create namespace $NS" kubectl create namespace "$NS" -o name
 
 # --- CRD with a CEL validation rule
-kubectl apply -f - >/dev/null <<'EOF' && ok "create CRD with CEL rule" || fail "create CRD with CEL rule"
+if kubectl apply -f - >/dev/null <<'EOF'; then ok "create CRD with CEL rule"; else fail "create CRD with CEL rule"; fi
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:

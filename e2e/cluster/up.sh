@@ -69,8 +69,8 @@ owner_alive() { # STATE_DIR: any of its processes still running?
   return 1
 }
 pick_port() {
-  local p i
-  for i in $(seq 200); do
+  local p
+  for _ in $(seq 200); do
     p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
     port_in_use "$p" && continue
     # Reserve: create lock file owned by this state dir (mkdir is atomic).
@@ -82,7 +82,7 @@ pick_port() {
     # its processes alive - e.g. after a SIGKILLed run)? Free it for later.
     local owner; owner="$(cat "$PORT_LOCKS/$p/owner" 2>/dev/null || true)"
     if [ -n "$owner" ] && [ "$owner" != "$STATE" ] && ! owner_alive "$owner"; then
-      rm -rf "$PORT_LOCKS/$p"
+      rm -rf "${PORT_LOCKS:?}/$p"
     fi
   done
   die "no free port found"

@@ -7,6 +7,7 @@
 #   - ServiceAccount token (TokenRequest via `kubectl create token`) + RBAC:
 #     allowed and denied verbs, both by `auth can-i` and by real requests
 #   - ownerReference garbage collection (controller-manager GC)
+#   - helm install/uninstall of a tiny chart
 # Run: make cluster-smoke
 set -uo pipefail
 # shellcheck source=lib.sh
@@ -136,5 +137,21 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 check "garbage collector deleted the dependent ConfigMap" [ "$gone" = 1 ]
+
+# --- helm against the real API server
+CHART="$STATE/run/chart"; mkdir -p "$CHART/templates"
+printf '%s\n' 'apiVersion: v2' 'name: vsip-smoke' 'version: 0.1.0' >"$CHART/Chart.yaml"
+cat >"$CHART/templates/cm.yaml" <<'YAML'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-cm
+data:
+  greeting: {{ .Values.greeting | default "hello" | quote }}
+YAML
+check "helm install" helm install smoke "$CHART" -n "$NS" --set greeting=hi --wait --timeout 60s
+greeting="$(kubectl -n "$NS" get configmap smoke-cm -o jsonpath='{.data.greeting}' 2>&1)"
+check "helm release rendered its ConfigMap (greeting=$greeting)" [ "$greeting" = hi ]
+check "helm uninstall" helm uninstall smoke -n "$NS" --wait --timeout 60s
 
 [ "$FAILED" -eq 0 ]

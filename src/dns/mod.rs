@@ -462,7 +462,16 @@ impl Resolver {
         // Wait: for all families, but once one has addresses only FAMILY_GRACE past the start
         // of the latest pending query. Each query ends by itself within the timeout.
         let waited = !pending.is_empty();
-        let mut grace_until: Option<Instant> = None;
+        let has_addrs = |a: &FamilyAnswer| matches!(&a.result, Ok(r) if !r.addrs.is_empty());
+        let grace_from = |started: &[Option<Instant>; 2]| {
+            started.iter().flatten().max().map(|s| *s + FAMILY_GRACE)
+        };
+        // A family already answered from the cache counts as "has addresses" too.
+        let mut grace_until: Option<Instant> = if answers.iter().flatten().any(|a| has_addrs(a)) {
+            grace_from(&pending_started)
+        } else {
+            None
+        };
         while !pending.is_empty() {
             let next = match grace_until {
                 None => pending.next().await,
@@ -473,14 +482,10 @@ impl Resolver {
             };
             let Some((pos, answer)) = next else { break };
             pending_started[pos] = None;
-            let has_addrs = matches!(&answer.result, Ok(r) if !r.addrs.is_empty());
+            let answered = has_addrs(&answer);
             answers[pos] = Some(answer);
-            if has_addrs && grace_until.is_none() {
-                grace_until = pending_started
-                    .iter()
-                    .flatten()
-                    .max()
-                    .map(|s| *s + FAMILY_GRACE);
+            if answered && grace_until.is_none() {
+                grace_until = grace_from(&pending_started);
             }
         }
         let complete = pending.is_empty();

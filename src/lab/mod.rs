@@ -256,6 +256,11 @@ pub fn parse_records(yaml: &str) -> anyhow::Result<Vec<LabRecord>> {
                 }
             },
         };
+        let ttl = if matches!(data, LabData::ServFail(_) | LabData::Drop(_)) {
+            0
+        } else {
+            ttl
+        };
         out.push(LabRecord { name, data, ttl });
     }
     Ok(out)
@@ -264,6 +269,21 @@ pub fn parse_records(yaml: &str) -> anyhow::Result<Vec<LabRecord>> {
 struct Shared {
     records: ArcSwap<Vec<LabRecord>>,
     queries: AtomicU64,
+    /// Answer delay in microseconds (simulates a slow nameserver).
+    delay_us: AtomicU64,
+}
+
+impl Shared {
+    fn new(records: Vec<LabRecord>) -> Shared {
+        Shared {
+            records: ArcSwap::from_pointee(records),
+            queries: AtomicU64::new(0),
+            delay_us: AtomicU64::new(0),
+        }
+    }
+    fn delay(&self) -> Duration {
+        Duration::from_micros(self.delay_us.load(Ordering::Relaxed))
+    }
 }
 
 /// An in-process lab DNS server; stops when dropped.
@@ -287,10 +307,7 @@ impl LabDns {
     pub async fn start(listen: SocketAddr) -> anyhow::Result<LabDns> {
         let (udp, tcp) = bind_pair(listen).await?;
         let addr = udp.local_addr()?;
-        let shared = Arc::new(Shared {
-            records: ArcSwap::from_pointee(Vec::new()),
-            queries: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(Vec::new()));
         let udp = Arc::new(udp);
         let tasks = vec![
             tokio::spawn(serve_udp(udp, shared.clone())),
@@ -311,6 +328,12 @@ impl LabDns {
     /// Replaces the records; the next query sees them.
     pub fn set_records(&self, records: Vec<LabRecord>) {
         self.shared.records.store(Arc::new(records));
+    }
+
+    /// Every answer is sent this much later (UDP and TCP); zero by default.
+    pub fn set_delay(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.shared.delay_us.store(us, Ordering::Relaxed);
     }
 
     /// Queries received so far (UDP and TCP, including dropped ones).
@@ -361,8 +384,19 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         let Some(response) = handle(&buf[..n], &shared, Transport::Udp) else {
             continue;
         };
-        if let Err(e) = socket.send_to(&response, peer).await {
-            tracing::debug!(error = %e, %peer, "lab-dns: UDP send error");
+        let delay = shared.delay();
+        if delay.is_zero() {
+            if let Err(e) = socket.send_to(&response, peer).await {
+                tracing::debug!(error = %e, %peer, "lab-dns: UDP send error");
+            }
+        } else {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Err(e) = socket.send_to(&response, peer).await {
+                    tracing::debug!(error = %e, %peer, "lab-dns: UDP send error");
+                }
+            });
         }
     }
 }
@@ -397,6 +431,10 @@ async fn serve_tcp_conn(mut stream: TcpStream, shared: Arc<Shared>) {
         let Some(response) = handle(&buf[..len], &shared, Transport::Tcp) else {
             continue;
         };
+        let delay = shared.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let Ok(rlen) = u16::try_from(response.len()) else {
             return;
         };
@@ -726,10 +764,7 @@ records:
 
     #[test]
     fn garbage_never_panics() {
-        let shared = Shared {
-            records: ArcSwap::from_pointee(data()),
-            queries: AtomicU64::new(0),
-        };
+        let shared = Shared::new(data());
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
             let _ = handle(&junk, &shared, Transport::Udp);

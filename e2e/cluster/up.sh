@@ -30,6 +30,8 @@ done
 if [ -n "${1:-}" ]; then
   STATE="$1"; mkdir -p "$STATE"; STATE="$(cd "$STATE" && pwd)"
   [ -e "$STATE/pids" ] && die "$STATE already holds a cluster (down.sh it first)"
+  # A dir kept by VSIP_CLUSTER_KEEP=1: start from scratch, not from old data.
+  rm -rf "$STATE"/{pki,logs,etcd,run}
 else
   STATE="$(mktemp -d "${TMPDIR:-/tmp}/vsip-cluster.XXXXXX")"
 fi

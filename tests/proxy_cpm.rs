@@ -7,6 +7,8 @@ mod support;
 
 use std::time::Duration;
 
+use support::sip::Conn;
+
 use support::*;
 
 const TRUNK: &str = "acme/acme-mumbai";
@@ -158,5 +160,61 @@ fn quota_counts_both_directions() {
     assert_eq!(
         proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),
         2.0
+    );
+}
+
+#[test]
+fn retransmitted_invite_is_not_a_new_call() {
+    // Quota 1. The same INVITE sent twice back to back (a retransmission:
+    // same branch, same Call-ID/CSeq) is one call: the SBC sees one INVITE
+    // and the carrier gets one 200. A different INVITE is then throttled.
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let proxy = inbound_proxy(&dns, port, |t| t.calls_per_minute = Some(1));
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).calls(2).spawn();
+    let addr = proxy.sip_addr();
+    let invite = raw_invite(addr, NUMBER, &[], &[]);
+    let finals = rt().block_on(async {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = Conn::new(s);
+        c.send_raw(&invite).await.unwrap();
+        c.send_raw(&invite).await.unwrap();
+        let mut finals = Vec::new();
+        while let Some(m) = c.recv(Duration::from_secs(2)).await {
+            if m.status().unwrap_or(0) >= 200 {
+                finals.push(m.status().unwrap());
+            }
+        }
+        finals
+    });
+    assert_eq!(finals, vec![200], "one final answer for one call");
+    let second = raw_invite(addr, NUMBER, &[], &[]);
+    let code = rt().block_on(async {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = Conn::new(s);
+        c.send_raw(&second).await.unwrap();
+        while let Some(m) = c.recv(Duration::from_secs(5)).await {
+            if m.status().unwrap_or(0) >= 200 {
+                return m.status();
+            }
+        }
+        None
+    });
+    assert_eq!(
+        code,
+        Some(503),
+        "the second new call exceeds the quota of 1"
+    );
+    let sbc = sbc.stop();
+    assert_eq!(
+        sbc.received_requests("INVITE").len(),
+        1,
+        "{}",
+        sbc.summary()
+    );
+    assert_eq!(
+        proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),
+        1.0
     );
 }

@@ -548,3 +548,18 @@ fn header_prefix_renames_the_correlation_headers() {
     );
     assert!(!inv.has("x-exotel-trunksid"), "{inv:?}");
 }
+
+#[test]
+fn a_connection_per_call_carrier_is_served() {
+    // SIPp -t tn: every call on its own TCP connection, closed after it.
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).calls(10).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .transport("tn")
+        .service(NUMBER)
+        .calls(10)
+        .rate(20.0)
+        .run()
+        .assert_all_ok(10);
+    sbc.wait().assert_all_ok(10);
+}

@@ -889,6 +889,12 @@ impl Sipp {
         s
     }
 
+    /// `-t`: `t1` (one TCP connection, default) or `tn` (one per call).
+    /// (The Debian SIPp build has no TLS transport: see `tls.rs`.)
+    pub fn transport(mut self, t: &'static str) -> Self {
+        self.transport = t;
+        self
+    }
     pub fn local_ip(mut self, ip: IpAddr) -> Self {
         self.local_ip = ip;
         self
@@ -973,6 +979,10 @@ impl Sipp {
         }
         cmd.arg("-sf").arg(&scenario);
         cmd.args(["-t", self.transport]);
+        if self.transport.ends_with('n') {
+            // One socket per call: stay under the open-files limit.
+            cmd.args(["-max_socket", "1000"]);
+        }
         cmd.arg("-i").arg(self.local_ip.to_string());
         cmd.arg("-p").arg(local_port.to_string());
         cmd.arg("-m").arg(self.calls.to_string());

@@ -174,6 +174,12 @@ fn invite_at_sbc_matches_seed_sample_and_header_table() {
     );
     assert!(metric_sum(&m, "vsip_dns_lookups_total", &[]) >= 1.0, "{m}");
     assert!(
+        metric_sum(&m, "vsip_dns_lookup_duration_seconds_count", &[]) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(proxy.get("/healthz").0, 200);
+    assert_eq!(proxy.get("/readyz").0, 200);
+    assert!(
         metric_sum(
             &m,
             "vsip_call_setup_duration_seconds_count",

@@ -257,3 +257,49 @@ fn garbage_flood_does_not_crash_or_leak() {
     let _ = closed_within(&mut s, Duration::from_secs(2));
     assert!(proxy.alive());
 }
+
+#[test]
+fn framed_but_malformed_requests_get_400_and_the_connection_stays_usable() {
+    let (_dns, proxy, _) = lab();
+    let addr = proxy.sip_addr();
+    let cases = [
+        raw_invite(addr, NUMBER, &["From"], &[]),
+        raw_invite(addr, NUMBER, &["CSeq"], &[("CSeq", "abc INVITE")]),
+        raw_invite(addr, NUMBER, &["Via"], &[]),
+    ];
+    let options = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bKopt1\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=o1\r\nTo: <sip:{addr}>\r\nCall-ID: opt-1@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let answers = rt().block_on(async {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut c = Conn::new(s);
+        let mut out = Vec::new();
+        // Via missing: no response can be routed back; everything else 400.
+        for raw in &cases[..2] {
+            c.send_raw(raw).await.unwrap();
+            out.push(
+                c.recv(Duration::from_secs(5))
+                    .await
+                    .and_then(|m| m.status()),
+            );
+        }
+        // Same connection still serves a well-formed request.
+        c.send_raw(options.as_bytes()).await.unwrap();
+        out.push(
+            c.recv(Duration::from_secs(5))
+                .await
+                .and_then(|m| m.status()),
+        );
+        out
+    });
+    assert_eq!(
+        answers,
+        vec![Some(400), Some(400), Some(200)],
+        "From missing, CSeq garbage, then OPTIONS"
+    );
+    // No Via: 400 or close, never a crash.
+    if let Some(m) = answer(&proxy, &cases[2]) {
+        assert_eq!(m.status(), Some(400), "{m:?}");
+    }
+    assert_eq!(proxy.get("/healthz").0, 200);
+}

@@ -569,3 +569,30 @@ fn a_connection_per_call_carrier_is_served() {
         .assert_all_ok(10);
     sbc.wait().assert_all_ok(10);
 }
+
+#[test]
+fn advertise_sets_the_host_in_via_and_record_route() {
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+    conf.advertise = Some("sbc-edge.vsip-test.example".into());
+    conf.trunks
+        .push(TrunkConf::tcp("acme/acme-mumbai", FQDN, port, &[NUMBER]));
+    let proxy = ProxyProcess::start(conf);
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let inv = only_request(&sbc.wait(), "INVITE");
+    let top_via = &inv.header_values("via")[0];
+    assert!(
+        top_via.contains("sbc-edge.vsip-test.example"),
+        "proxy Via should carry the advertised host: {top_via}"
+    );
+    for rr in inv.header_values("record-route") {
+        assert_eq!(uri_host(&uri_of(&rr)), "sbc-edge.vsip-test.example", "{rr}");
+    }
+}

@@ -72,7 +72,7 @@ if [ "$quick" = 1 ]; then
   rates=${BENCH_RATES:-500,1000,2000}; repeats=${BENCH_REPEATS:-1}; secs=${BENCH_STEP_SECONDS:-4}
   label=quick; results=bench/out/quick.md
 else
-  rates=${BENCH_RATES:-500,750,1000,1250,1500,2000,2500,3000,4000,5000,6000,7000,8000}
+  rates=${BENCH_RATES:-250,500,750,1000,1250,1500,2000,2500,3000,4000,5000,6000,7000,8000}
   repeats=${BENCH_REPEATS:-3}; secs=${BENCH_STEP_SECONDS:-10}
   label=full; results=${BENCH_RESULTS:-bench/results/latest.md}
 fi

@@ -6,8 +6,8 @@ use std::fmt;
 
 use super::message::{Method, ParseError};
 use super::text::{
-    Cursor, find_param, is_token, is_token_char, parse_digits, parse_params, quote, quoted_end,
-    snippet, take_host, trim_wsp, unquote, write_params,
+    Cursor, find_param, is_token_char, parse_digits, parse_params, quote, quoted_end, snippet,
+    take_host, trim_wsp, unquote, write_params,
 };
 
 /// One Via value (RFC 3261 §20.42): `SIP/2.0/TCP host[:port];params`.
@@ -174,7 +174,11 @@ impl NameAddr {
             } else {
                 let words = c.take_until(b'<').ok_or_else(|| err("missing <"))?;
                 let words: Vec<&str> = words.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
-                if let Some(bad) = words.iter().find(|w| !is_token(w)) {
+                // Tokens only, but unquoted non-ASCII (UTF-8) names are
+                // tolerated: real UAs send them, and they cannot be confused
+                // with delimiters. ASCII specials (`,` `"` `@`…) are not.
+                let word_ok = |w: &str| w.bytes().all(|b| !b.is_ascii() || is_token_char(b));
+                if let Some(bad) = words.iter().find(|w| !word_ok(w)) {
                     return Err(err(&format!(
                         "display name {:?} must be a quoted string",
                         snippet(bad)
@@ -411,6 +415,8 @@ mod tests {
         assert_eq!(n.uri, "sip:john@example.com");
         assert_eq!(n.tag(), Some("abc"));
         assert_eq!(n.to_string(), "<sip:john@example.com>;tag=abc");
+        let n = NameAddr::parse("José Núñez <sip:j@example.com>").unwrap();
+        assert_eq!(n.display.as_deref(), Some("José Núñez"));
         let n = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(n.display.as_deref(), Some("caller"));
         let n = NameAddr::parse("<sip:[2001:db8::1]:5070;lr>").unwrap();

@@ -898,14 +898,13 @@ impl Message {
         }
         for n in ["route", "record-route"] {
             for r in self.values(n) {
-                let na = NameAddr::parse(&r)?;
+                NameAddr::parse(&r)?;
                 if !r.contains('<') {
                     return Err(ParseError::invalid(
                         "Route",
                         format!("{:?} is not in <name-addr> form", snippet(&r)),
                     ));
                 }
-                drop(na);
             }
         }
         if let Some(uri) = self.request_uri() {

@@ -339,3 +339,71 @@ fn tls_server_name_overrides_the_fqdn_for_verification() {
         .assert_all_ok(1);
     assert_eq!(sbc.log.count("INVITE"), 1);
 }
+
+#[test]
+fn carrier_calling_in_over_the_tls_listener_reaches_the_sbc() {
+    // Inbound over TLS: the carrier (upstream host 127.0.0.1) connects to the
+    // proxy's TLS listener without a client certificate; the call goes to
+    // the trunk's SBC over TCP and completes over the same TLS connection.
+    require_sipp();
+    let dir = tempfile::tempdir().unwrap();
+    let listener_ca = Ca::new("vsip listener CA");
+    let (cert, key) = listener_ca
+        .issue(&[PROXY_NAME])
+        .write(dir.path(), "listener");
+    let sbc_port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
+    conf.tls_cert = Some((cert, key));
+    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+    let mut t = TrunkConf::tcp(TRUNK, FQDN, sbc_port, &[NUMBER]);
+    t.trunk_sid = "TSacme0001".into();
+    conf.trunks.push(t);
+    let proxy = ProxyProcess::start(conf);
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), sbc_port).spawn();
+    let addr = proxy.conf.tls.unwrap();
+    let out = rt().block_on(async {
+        let s = tls::connect(
+            LOCALHOST,
+            addr,
+            PROXY_NAME,
+            tls::client_config(&listener_ca.cert_pem, None),
+        )
+        .await
+        .expect("TLS to the proxy listener");
+        let local = s.get_ref().0.local_addr().unwrap();
+        let mut c = Conn::new(s);
+        call(
+            &mut c,
+            local,
+            &format!("sip:{NUMBER}@{PROXY_NAME}:{};transport=tls", addr.port()),
+            &[],
+            "TLS",
+            Duration::from_secs(10),
+        )
+        .await
+    });
+    assert_eq!(out.final_status, Some(200), "{out:?}");
+    assert_eq!(out.bye_status, Some(200), "{out:?}");
+    let sbc = sbc.wait();
+    sbc.assert_all_ok(1);
+    let inv = only_request(&sbc, "INVITE");
+    assert_eq!(
+        inv.request_uri().unwrap(),
+        format!("sip:{NUMBER}@{FQDN}:{sbc_port};transport=tcp")
+    );
+    assert_eq!(inv.header("x-exotel-trunksid"), Some("TSacme0001"));
+    // The carrier-facing Record-Route says TLS.
+    let ok = out
+        .responses
+        .iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    assert!(
+        ok.header_values("record-route")
+            .iter()
+            .any(|r| r.to_ascii_lowercase().contains("transport=tls") || r.starts_with("<sips:")),
+        "a Record-Route entry facing the TLS carrier: {ok:?}"
+    );
+}

@@ -218,3 +218,55 @@ fn retransmitted_invite_is_not_a_new_call() {
         1.0
     );
 }
+
+#[test]
+fn quota_is_per_trunk() {
+    // Two trunks with 5 CPM each: 8 calls to acme → 5 through, 3 throttled;
+    // 3 calls to globex meanwhile all go through.
+    require_sipp();
+    let port = free_port_on(&[lo(2), lo(3)]);
+    let globex_fqdn = "sip.globex.vsip-test.example";
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30), a(globex_fqdn, lo(3), 30)]);
+    let mut conf = ProxyConf::new(&dns);
+    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+    let mut acme = TrunkConf::tcp(TRUNK, FQDN, port, &[NUMBER]);
+    acme.calls_per_minute = Some(5);
+    let mut globex = TrunkConf::tcp("globex/main", globex_fqdn, port, &["+912233445566"]);
+    globex.calls_per_minute = Some(5);
+    conf.trunks = vec![acme, globex];
+    let proxy = ProxyProcess::start(conf);
+    let acme_sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).calls(8).spawn();
+    let globex_sbc = Sipp::uas("uas_rfc3261.xml", lo(3), port).calls(3).spawn();
+    let acme_calls = Sipp::uac("uac_cpm.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .calls(8)
+        .rate(20.0)
+        .pause_ms(0)
+        .spawn();
+    let globex_calls = Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service("+912233445566")
+        .calls(3)
+        .rate(20.0)
+        .pause_ms(0)
+        .spawn();
+    let acme_calls = acme_calls.wait();
+    acme_calls.assert_all_ok(8);
+    globex_calls.wait().assert_all_ok(3);
+    let acme_sbc = acme_sbc.stop();
+    assert_eq!(
+        acme_sbc.received_requests("INVITE").len(),
+        5,
+        "{}",
+        acme_sbc.summary()
+    );
+    assert_eq!(acme_calls.received_responses(503).len(), 3);
+    assert_eq!(globex_sbc.wait().received_requests("INVITE").len(), 3);
+    assert_eq!(
+        proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),
+        3.0
+    );
+    assert_eq!(
+        proxy.counter("vsip_cpm_throttled_total", &[("trunk", "globex/main")]),
+        0.0
+    );
+}

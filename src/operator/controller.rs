@@ -503,10 +503,25 @@ pub async fn renderer(
     mut applier: FleetApplier,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
 ) {
+    tracing::debug!(
+        scopes = ctx.stores.len(),
+        "renderer waiting for trunk caches"
+    );
     for s in &ctx.stores {
-        tokio::select! {
-            r = s.wait_until_ready() => if r.is_err() { return },
-            _ = shutdown.clone() => return,
+        // Re-poll: the readiness signal wakes only its most recent poller, and the controller
+        // itself waits on the same store.
+        loop {
+            tokio::select! {
+                r = tokio::time::timeout(Duration::from_millis(500), s.wait_until_ready()) => match r {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "trunk cache failed; renderer stopped");
+                        return;
+                    }
+                    Err(_) => continue,
+                },
+                _ = shutdown.clone() => return,
+            }
         }
     }
     tracing::info!(trunks = ctx.all_trunks().len(), "trunk caches ready");

@@ -3,7 +3,11 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vsip", version, about = "FQDN-based virtual SIP trunking for Kubernetes")]
+#[command(
+    name = "vsip",
+    version,
+    about = "FQDN-based virtual SIP trunking for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

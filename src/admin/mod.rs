@@ -45,7 +45,10 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         buf,
     )
         .into_response()

@@ -40,7 +40,9 @@ impl FromStr for Duration {
     type Err = ParseDurationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseDurationError { input: s.to_owned() };
+        let err = || ParseDurationError {
+            input: s.to_owned(),
+        };
         if s.is_empty() {
             return Err(err());
         }
@@ -78,7 +80,7 @@ impl fmt::Display for Duration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let s = ms / 1000;
@@ -131,7 +133,12 @@ mod tests {
 
     #[test]
     fn parses_and_prints_round_trip() {
-        for (text, ms) in [("2s", 2000), ("500ms", 500), ("1m30s", 90_000), ("1h", 3_600_000)] {
+        for (text, ms) in [
+            ("2s", 2000),
+            ("500ms", 500),
+            ("1m30s", 90_000),
+            ("1h", 3_600_000),
+        ] {
             let d: Duration = text.parse().expect(text);
             assert_eq!(d.0.as_millis(), ms);
             assert_eq!(d.to_string(), text);

@@ -125,7 +125,10 @@ impl std::fmt::Debug for TlsMaterial {
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
             .field("client_cert_file", &self.client_cert_file)
             .field("client_key_file", &self.client_key_file)
-            .field("client_key_pem", &self.client_key_pem.as_ref().map(|_| "<redacted>"))
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -188,15 +191,15 @@ impl ProxyConfig {
         let mut errors = Vec::new();
         // `flatten` swallows unknown trunk keys; catch typos by comparing what was
         // written with what was understood.
-        if let Ok(original) = serde_yaml::from_str::<serde_yaml::Value>(text) {
-            if let Ok(understood) = serde_yaml::to_value(&config) {
-                unknown_keys(&original, &understood, "", &mut |path| {
-                    errors.push(LocatedError {
-                        line: locate(text, &path),
-                        message: format!("{path}: unknown field"),
-                    })
-                });
-            }
+        if let Ok(original) = serde_yaml::from_str::<serde_yaml::Value>(text)
+            && let Ok(understood) = serde_yaml::to_value(&config)
+        {
+            unknown_keys(&original, &understood, "", &mut |path| {
+                errors.push(LocatedError {
+                    line: locate(text, &path),
+                    message: format!("{path}: unknown field"),
+                })
+            });
         }
         for field in config.semantic_errors() {
             errors.push(LocatedError {
@@ -223,13 +226,13 @@ impl ProxyConfig {
                 message: "is required when listen.tls is set".into(),
             });
         }
-        if let Some(up) = &self.upstream {
-            if let Err(e) = crate::sip::uri::parse_target_uri(up) {
-                errors.push(FieldError {
-                    path: "upstream".into(),
-                    message: format!("{up:?} is not a usable SIP URI: {e}"),
-                });
-            }
+        if let Some(up) = &self.upstream
+            && let Err(e) = crate::sip::uri::parse_target_uri(up)
+        {
+            errors.push(FieldError {
+                path: "upstream".into(),
+                message: format!("{up:?} is not a usable SIP URI: {e}"),
+            });
         }
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut sids: HashMap<&str, usize> = HashMap::new();
@@ -255,13 +258,13 @@ impl ProxyConfig {
                 });
             }
             for (k, n) in t.spec.numbers.iter().enumerate() {
-                if let Some(j) = numbers.insert(n, i) {
-                    if j != i {
-                        errors.push(FieldError {
-                            path: format!("{prefix}numbers[{k}]"),
-                            message: format!("{n} already belongs to trunks[{j}]"),
-                        });
-                    }
+                if let Some(j) = numbers.insert(n, i)
+                    && j != i
+                {
+                    errors.push(FieldError {
+                        path: format!("{prefix}numbers[{k}]"),
+                        message: format!("{n} already belongs to trunks[{j}]"),
+                    });
                 }
             }
             errors.extend(check_spec(&t.spec, &prefix));
@@ -280,7 +283,10 @@ fn unknown_keys(
     match (original, understood) {
         (Value::Mapping(o), Value::Mapping(u)) => {
             for (k, v) in o {
-                let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
+                let key = k
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{k:?}"));
                 let child = if path.is_empty() {
                     key.clone()
                 } else {
@@ -316,10 +322,12 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
         let mut hit = None;
         for (n, line) in lines.iter().enumerate().skip(start) {
             let indent = line.len() - line.trim_start().len();
-            if let Some(min) = min_indent {
-                if n > start && indent < min && !line.trim().is_empty() {
-                    break;
-                }
+            if let Some(min) = min_indent
+                && n > start
+                && indent < min
+                && !line.trim().is_empty()
+            {
+                break;
             }
             let body = line.trim_start().trim_start_matches("- ");
             if body.starts_with(&format!("{key}:")) || body.starts_with(&format!("\"{key}\":")) {
@@ -394,7 +402,12 @@ trunks:
         let e = ProxyConfig::from_yaml(&bad).unwrap_err();
         assert_eq!(e.errors.len(), 1, "{e}");
         assert_eq!(e.errors[0].line, Some(11), "{e}");
-        assert!(e.errors[0].message.contains("trunks[0].numbrs: unknown field"), "{e}");
+        assert!(
+            e.errors[0]
+                .message
+                .contains("trunks[0].numbrs: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub fn check_fqdn(name: &str) -> Result<(), String> {
             ));
         }
     }
-    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(format!("{name:?} has an all-numeric top-level label"));
     }
     Ok(())
@@ -88,14 +91,20 @@ pub fn check_spec(spec: &VirtualSipTrunkSpec, prefix: &str) -> Vec<FieldError> {
     }
     for (i, family) in spec.ip_families.iter().enumerate() {
         if spec.ip_families[..i].contains(family) {
-            push(&format!("ipFamilies[{i}]"), format!("{family:?} is listed twice"));
+            push(
+                &format!("ipFamilies[{i}]"),
+                format!("{family:?} is listed twice"),
+            );
         }
     }
     for (i, number) in spec.numbers.iter().enumerate() {
         if let Err(e) = check_e164(number) {
             push(&format!("numbers[{i}]"), e);
         } else if spec.numbers[..i].contains(number) {
-            push(&format!("numbers[{i}]"), format!("{number} is listed twice"));
+            push(
+                &format!("numbers[{i}]"),
+                format!("{number} is listed twice"),
+            );
         }
     }
     if !(1..=MAX_CALLS_PER_MINUTE).contains(&spec.calls_per_minute) {
@@ -110,10 +119,10 @@ pub fn check_spec(spec: &VirtualSipTrunkSpec, prefix: &str) -> Vec<FieldError> {
     if spec.tls.is_some() && spec.transport != Transport::Tls {
         push("tls", "is only allowed with transport: TLS".into());
     }
-    if let Some(name) = spec.tls.as_ref().and_then(|t| t.server_name.as_deref()) {
-        if let Err(e) = check_fqdn(name) {
-            push("tls.serverName", e);
-        }
+    if let Some(name) = spec.tls.as_ref().and_then(|t| t.server_name.as_deref())
+        && let Err(e) = check_fqdn(name)
+    {
+        push("tls.serverName", e);
     }
     let f = &spec.failover;
     for (field, d) in [

@@ -247,13 +247,12 @@ impl Call {
         {
             fwd.set_header("To", &to);
         }
-        if !domain.is_empty() {
-            if let Some(from) = fwd
+        if !domain.is_empty()
+            && let Some(from) = fwd
                 .header_value("from")
                 .and_then(|f| stamp::with_uri_host(&f, &domain, None))
-            {
-                fwd.set_header("From", &from);
-            }
+        {
+            fwd.set_header("From", &from);
         }
         self.stamp(&mut fwd, trunk, &routes.config.header_prefix, &domain);
         for (k, v) in &trunk.extra_headers {
@@ -314,15 +313,14 @@ impl Call {
         stamp::put_header(fwd, &format!("{prefix}CallSid"), &self.call_sid);
         stamp::put_header(fwd, &format!("{prefix}LegSid"), &stamp::new_sid());
         stamp::put_header(fwd, &format!("{prefix}TrunkSid"), &trunk.cfg.trunk_sid);
-        if fwd.header("p-asserted-identity").is_none() {
-            if let Some(user) = self
+        if fwd.header("p-asserted-identity").is_none()
+            && let Some(user) = self
                 .msg
                 .header_value("from")
                 .and_then(|f| stamp::uri_user(&f))
-            {
-                let host = if domain.is_empty() { "invalid" } else { domain };
-                stamp::put_header(fwd, "P-Asserted-Identity", &format!("<sip:{user}@{host}>"));
-            }
+        {
+            let host = if domain.is_empty() { "invalid" } else { domain };
+            stamp::put_header(fwd, "P-Asserted-Identity", &format!("<sip:{user}@{host}>"));
         }
         stamp::put_header(fwd, "P-Early-Media", "supported");
     }

@@ -378,14 +378,13 @@ impl Core {
     /// The trunk a connection belongs to: its mTLS client certificate names the
     /// trunk's FQDN, or its source address is one the FQDN resolves to.
     fn trunk_for_source(&self, routes: &Routes, conn: &ConnHandle) -> Option<Arc<Trunk>> {
-        if !conn.peer_names.is_empty() {
-            if let Some(t) = routes
+        if !conn.peer_names.is_empty()
+            && let Some(t) = routes
                 .trunks
                 .iter()
                 .find(|t| conn.peer_names.iter().any(|n| n == &t.cfg.spec.fqdn))
-            {
-                return Some(t.clone());
-            }
+        {
+            return Some(t.clone());
         }
         let sources = self.sources.load();
         let names = sources.trunks_by_ip.get(&conn.peer.ip())?;

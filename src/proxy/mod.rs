@@ -6,6 +6,7 @@
 //! [`routes`] (the compiled config, swapped atomically), [`cpm`], [`tls`].
 
 pub mod call;
+pub mod cluster;
 pub mod core;
 pub mod cpm;
 pub mod routes;
@@ -51,6 +52,11 @@ pub struct ProxyArgs {
     pub log_level: String,
 }
 
+enum ConfigSource {
+    File(PathBuf),
+    Secret(kube::Client, cluster::SecretRef),
+}
+
 /// How often the config file's modification time is checked.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
 
@@ -83,12 +89,22 @@ fn load_file(path: &Path) -> anyhow::Result<ProxyConfig> {
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     telemetry::init_logging(&args.log_level);
-    let Some(path) = args.config.clone() else {
-        return Err(anyhow!(
-            "cluster mode (--kube-config-secret) is not available in this build; use --config FILE"
-        ));
+    let (config, source) = match (&args.config, &args.kube_config_secret) {
+        (Some(path), None) => (load_file(path)?, ConfigSource::File(path.clone())),
+        (None, Some(secret)) => {
+            let secret: cluster::SecretRef = secret.parse()?;
+            let client = kube::Client::try_default()
+                .await
+                .context("cluster mode needs Kubernetes credentials (in-cluster or KUBECONFIG)")?;
+            let config = cluster::initial_config(&client, &secret).await?;
+            (config, ConfigSource::Secret(client, secret))
+        }
+        _ => {
+            return Err(anyhow!(
+                "give exactly one of --config FILE or --kube-config-secret NAMESPACE/NAME"
+            ));
+        }
     };
-    let config = load_file(&path)?;
     let registry = prometheus::Registry::new();
     let metrics = ProxyMetrics::new(&registry);
     let resolver = Resolver::new(&config.dns, &registry).map_err(|e| anyhow!("DNS: {e}"))?;
@@ -154,7 +170,20 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         trunks = config.trunks.len(),
         "vsip proxy ready"
     );
-    tokio::spawn(watch_config_file(core.clone(), path));
+    match source {
+        ConfigSource::File(path) => {
+            tokio::spawn(watch_config_file(core.clone(), path));
+        }
+        ConfigSource::Secret(client, secret) => {
+            let (rev_tx, rev_rx) =
+                tokio::sync::watch::channel(config.revision.clone().unwrap_or_default());
+            let pod = std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("local-{}", std::process::id()));
+            let namespace = secret.namespace.clone();
+            tokio::spawn(cluster::heartbeat(client.clone(), namespace, pod, rev_rx));
+            tokio::spawn(cluster::watch_config(core.clone(), client, secret, rev_tx));
+        }
+    }
     tokio::spawn(watch_listener_certificate(core.clone()));
     tokio::spawn(source_refresher(core.clone()));
 

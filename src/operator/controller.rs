@@ -527,14 +527,27 @@ pub async fn renderer(
     tracing::info!(trunks = ctx.all_trunks().len(), "trunk caches ready");
     let mut last_fleet_assert = Instant::now();
     let mut retry = false;
+    let mut last_fingerprint = None;
+    let mut last_render = Instant::now();
     loop {
         if !retry {
-            tokio::select! {
-                _ = ctx.render_requests.notified() => {},
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {},
-                _ = shutdown.clone() => return,
+            // Deleted trunks trigger no reconcile: a cheap fingerprint of the trunk set
+            // (checked every 2 s) catches them; requests from reconciles come through `notified`.
+            loop {
+                tokio::select! {
+                    _ = ctx.render_requests.notified() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                        let fp = Some(trunk_set_fingerprint(&ctx.all_trunks()));
+                        if fp != last_fingerprint || last_render.elapsed() > Duration::from_secs(60) {
+                            break;
+                        }
+                    },
+                    _ = shutdown.clone() => return,
+                }
             }
         }
+        last_fingerprint = Some(trunk_set_fingerprint(&ctx.all_trunks()));
+        last_render = Instant::now();
         // Debounce: one render for a burst of changes.
         tokio::time::sleep(Duration::from_millis(250)).await;
         if last_fleet_assert.elapsed() > Duration::from_secs(600) {
@@ -618,6 +631,19 @@ async fn render_once(
         requeue(requeuers, k);
     }
     Ok(())
+}
+
+/// Order-independent fingerprint of which trunks exist at which generation.
+fn trunk_set_fingerprint(trunks: &[Arc<VirtualSipTrunk>]) -> u128 {
+    trunks.iter().fold(trunks.len() as u128, |acc, t| {
+        let id = format!(
+            "{}|{}|{:?}",
+            trunk_key(t),
+            t.uid().unwrap_or_default(),
+            t.metadata.generation
+        );
+        acc.wrapping_add(render::fnv1a_128(id.as_bytes()))
+    })
 }
 
 fn update_trunk_gauge(ctx: &Context) {

@@ -335,24 +335,50 @@ where
 {
     core.metrics.connections.inc();
     let (reader, writer) = tokio::io::split(stream);
-    let writer_task = tokio::spawn(write_loop(writer, rx));
+    let closing = Arc::new(tokio::sync::Notify::new());
+    let mut writer_task = tokio::spawn(write_loop(writer, rx, closing.clone()));
     read_loop(&core, reader, &handle).await;
     core.conns.unregister(&handle);
-    writer_task.abort();
+    // Let queued answers (e.g. a 400 or 513 sent just before closing) go out.
+    closing.notify_one();
+    if tokio::time::timeout(Duration::from_secs(2), &mut writer_task)
+        .await
+        .is_err()
+    {
+        writer_task.abort();
+    }
     core.metrics.connections.dec();
     debug!(peer = %handle.peer, "connection closed");
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    closing: Arc<tokio::sync::Notify>,
+) {
     let mut batch = Vec::with_capacity(64);
-    while rx.recv_many(&mut batch, 64).await > 0 {
+    loop {
+        let closing_now = tokio::select! {
+            n = rx.recv_many(&mut batch, 64) => {
+                if n == 0 {
+                    break;
+                }
+                false
+            }
+            _ = closing.notified() => {
+                while let Ok(b) = rx.try_recv() {
+                    batch.push(b);
+                }
+                true
+            }
+        };
         for chunk in batch.drain(..) {
             if writer.write_all(&chunk).await.is_err() {
                 return;
             }
         }
-        if writer.flush().await.is_err() {
-            return;
+        if writer.flush().await.is_err() || closing_now {
+            break;
         }
     }
     let _ = writer.shutdown().await;

@@ -542,3 +542,25 @@ async fn lab_dns_binary_serves_and_reloads_its_file() {
         .unwrap();
     assert_eq!(ips(&r), want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_resolver_reads_the_hosts_file() {
+    // No nameservers configured: /etc/resolv.conf and /etc/hosts, like the platform.
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let has_localhost = hosts.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        f.next() == Some("127.0.0.1") && f.any(|n| n == "localhost")
+    });
+    if !has_localhost || !std::path::Path::new("/etc/resolv.conf").exists() {
+        eprintln!("skipped: no 127.0.0.1 localhost in /etc/hosts or no /etc/resolv.conf");
+        return;
+    }
+    let registry = prometheus::Registry::new();
+    let resolver = Resolver::new(&DnsConfig::default(), &registry).unwrap();
+    let r = resolver.resolve("localhost", &[IPv4]).await.unwrap();
+    assert!(r.addrs.contains(&IpAddr::V4(V4)), "{r:?}");
+    assert!(
+        r.records[0].ttl_seconds <= 60,
+        "clamped by the default maxTtl"
+    );
+}

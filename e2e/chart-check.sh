@@ -145,6 +145,22 @@ got="$(kinds <"$WORK/default-kustomize.yaml" | tr '\n' ' ' | sed 's/ $//')"
 check "config/default: namespace, CRD, RBAC, operator ($got)" \
   test "$got" = "ClusterRole ClusterRoleBinding CustomResourceDefinition Deployment Namespace PodDisruptionBudget Role RoleBinding Service ServiceAccount"
 
+cm_copy() {
+  diff <(yq -j '.data["resource.customizations.health.vsip.io_VirtualSipTrunk"]' config/argocd/argocd-cm-patch.yaml) \
+       config/argocd/health-check.lua
+}
+check "config/argocd/argocd-cm-patch.yaml carries health-check.lua verbatim" cm_copy
+check "config/argocd/application.yaml points at $CHART" \
+  bash -c "yq -e '.kind == \"Application\" and .spec.source.path == \"$CHART\"' config/argocd/application.yaml >/dev/null"
+LUA="$(command -v lua5.4 || command -v lua5.3 || command -v lua5.1 || command -v lua || true)"
+if [ -n "$LUA" ]; then
+  check "Argo CD health check (health-check_test.lua with $(basename "$LUA"))" "$LUA" config/argocd/health-check_test.lua
+else
+  skip "Argo CD health check: no Lua interpreter (apt-get install lua5.4)"
+fi
+check "config/monitoring/grafana-dashboard.json parses" jq -e '.panels | length > 10' config/monitoring/grafana-dashboard.json
+check "config/monitoring/prometheusrule.yaml parses" bash -c "yq -e '.kind == \"PrometheusRule\" and (.spec.groups | length) > 0' config/monitoring/prometheusrule.yaml >/dev/null"
+
 # ---------------------------------------------------------------- cluster
 say "starting the local control plane (e2e/cluster/up.sh)"
 T0=$(date +%s)

@@ -19,11 +19,14 @@ RUN mkdir -p src \
  && rm -rf src target/release/vsip target/release/deps/vsip-* target/release/deps/libvsip-* \
            target/release/.fingerprint/vsip-*
 
-# The sources.
+# The sources. Their mtimes may predate the dummy build: touch them (and the fingerprints
+# were removed above) so cargo rebuilds the vsip crate, never reuses the dummy.
 COPY src ./src
-RUN cargo build --release --locked --bin vsip \
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin vsip \
  && cp target/release/vsip /vsip \
- && /vsip --version
+ && /vsip --version | grep -q '^vsip ' \
+ && /vsip crdgen >/dev/null
 
 # ---- runtime -------------------------------------------------------------------------
 # glibc + libgcc + CA certificates, no shell, no package manager; user 65532 (nonroot).

@@ -65,6 +65,7 @@ pub struct VirtualSipTrunkSpec {
     /// TLS settings; only with `transport: TLS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TrunkTls>,
+    /// Failover between the addresses the FQDN resolves to.
     #[serde(default)]
     pub failover: Failover,
     /// Extra static headers stamped on calls delivered to the trunk.
@@ -208,6 +209,7 @@ pub struct VirtualSipTrunkStatus {
     /// Stable identifier stamped as the TrunkSid header; generated once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trunk_sid: Option<String>,
+    /// `Accepted`, `ResolvedRefs`, `DnsResolved`, `Programmed` and `Ready` (the summary).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = crd_schema::conditions)]
     pub conditions: Vec<Condition>,

@@ -19,6 +19,217 @@ pub fn print() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `docs/crd-reference.md`: the field reference, generated from the same schema.
+pub fn markdown() -> anyhow::Result<String> {
+    let crd = serde_json::to_value(VirtualSipTrunk::crd())?;
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut out = String::from(MARKDOWN_HEADER);
+    out.push_str(
+        "\n## spec\n\n| field | type | default | rules | description |\n|---|---|---|---|---|\n",
+    );
+    let spec = &schema["properties"]["spec"];
+    rows(&mut out, "", spec);
+    out.push_str("\nRules on the whole spec:\n\n");
+    for rule in spec["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "- `{}` — \"{}\"\n",
+            rule["rule"].as_str().unwrap_or_default(),
+            rule["message"].as_str().unwrap_or_default()
+        ));
+    }
+    out.push_str(
+        "\n## status (written by the operator)\n\n| field | type | description |\n|---|---|---|\n",
+    );
+    status_rows(&mut out, "", &schema["properties"]["status"]);
+    out.push_str(MARKDOWN_FOOTER);
+    Ok(out)
+}
+
+fn type_of(s: &serde_json::Value) -> String {
+    let t = s["type"].as_str().unwrap_or("object");
+    match t {
+        "array" => format!("[]{}", type_of(&s["items"])),
+        "object" if s.get("additionalProperties").is_some() => {
+            format!("map[string]{}", type_of(&s["additionalProperties"]))
+        }
+        other => other.to_owned(),
+    }
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn rules_of(s: &serde_json::Value) -> Vec<String> {
+    let mut r = Vec::new();
+    if s["required_here"].as_bool() == Some(true) {
+        r.push("required".into());
+    }
+    if let Some(e) = s["enum"].as_array() {
+        let v: Vec<String> = e
+            .iter()
+            .filter_map(|x| x.as_str())
+            .map(|x| format!("`{x}`"))
+            .collect();
+        r.push(format!("one of {}", v.join(", ")));
+    }
+    let num = |k: &str| s[k].as_f64().map(|v| format!("{v}"));
+    match (num("minimum"), num("maximum")) {
+        (Some(a), Some(b)) => r.push(format!("{a}–{b}")),
+        (Some(a), None) => r.push(format!("≥ {a}")),
+        _ => {}
+    }
+    for (k, label) in [
+        ("minLength", "min length"),
+        ("maxLength", "max length"),
+        ("minItems", "min items"),
+        ("maxItems", "max items"),
+        ("maxProperties", "max entries"),
+    ] {
+        if let Some(v) = s[k].as_u64() {
+            r.push(format!("{label} {v}"));
+        }
+    }
+    if let Some(p) = s["pattern"].as_str() {
+        r.push(format!("pattern `{p}`"));
+    }
+    if let Some(t) = s["x-kubernetes-list-type"].as_str() {
+        r.push(format!("list type `{t}`"));
+    }
+    for rule in s["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        r.push(format!(
+            "\"{}\"",
+            rule["message"].as_str().unwrap_or_default()
+        ));
+    }
+    r
+}
+
+fn rows(out: &mut String, prefix: &str, s: &serde_json::Value) {
+    let required: Vec<&str> = s["required"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let Some(props) = s["properties"].as_object() else {
+        return;
+    };
+    for (name, p) in props {
+        let path = format!("{prefix}{name}");
+        let mut p2 = p.clone();
+        if required.contains(&name.as_str()) {
+            p2["required_here"] = true.into();
+        }
+        let mut rules = rules_of(&p2);
+        if p["type"] == "array" {
+            rules.extend(
+                rules_of(&p["items"])
+                    .into_iter()
+                    .map(|r| format!("each: {r}")),
+            );
+        }
+        if p["type"] == "object" && p.get("additionalProperties").is_some() {
+            rules.extend(
+                rules_of(&p["additionalProperties"])
+                    .into_iter()
+                    .map(|r| format!("values: {r}")),
+            );
+        }
+        let default = match p.get("default") {
+            Some(d) => format!("`{}`", serde_json::to_string(d).unwrap_or_default()),
+            None => "—".into(),
+        };
+        out.push_str(&format!(
+            "| `{path}` | {} | {} | {} | {} |\n",
+            type_of(p),
+            cell(&default),
+            cell(&rules.join("; ")),
+            cell(p["description"].as_str().unwrap_or_default())
+        ));
+        if p.get("properties").is_some() {
+            rows(out, &format!("{path}."), p);
+        }
+    }
+}
+
+fn status_rows(out: &mut String, prefix: &str, s: &serde_json::Value) {
+    let Some(props) = s["properties"].as_object() else {
+        return;
+    };
+    for (name, p) in props {
+        let path = format!("{prefix}{name}");
+        out.push_str(&format!(
+            "| `{path}` | {} | {} |\n",
+            type_of(p),
+            cell(p["description"].as_str().unwrap_or_default())
+        ));
+        if p["type"] == "array" && p["items"].get("properties").is_some() {
+            status_rows(out, &format!("{path}[]."), &p["items"]);
+        }
+    }
+}
+
+const MARKDOWN_HEADER: &str = "\
+# VirtualSipTrunk reference (`vsip.io/v1alpha1`)
+
+<!-- Generated from src/config/trunk.rs by `VSIP_UPDATE_CRDS=1 cargo test --lib crdgen`. Do not edit by hand. -->
+
+A `VirtualSipTrunk` is a SIP trunk to a customer SBC reachable at a DNS name (FQDN-based
+trunking). Namespaced; short name `vst`; category `sip` (`kubectl get sip`). The API is Alpha.
+
+```yaml
+apiVersion: vsip.io/v1alpha1
+kind: VirtualSipTrunk
+metadata: { name: acme-mumbai, namespace: acme }
+spec:
+  fqdn: sip.acme.example
+  transport: TLS
+  numbers: [\"+911234567890\"]
+  callsPerMinute: 200
+  tls:
+    caSecretRef: { name: acme-ca }                # Secret with ca.crt, beside the trunk
+    clientCertificateSecretRef: { name: acme-mtls } # kubernetes.io/tls Secret (mTLS)
+```
+
+Every rule below is enforced by the API server (OpenAPI schema + CEL): an invalid manifest is
+refused at `kubectl apply` with the message shown, e.g.
+
+```text
+The VirtualSipTrunk \"t1\" is invalid: spec.fqdn: Invalid value: \"10.1.2.3\": fqdn must be a DNS name, not an IP address: static-IP trunks are a different product
+The VirtualSipTrunk \"t1\" is invalid: spec.tls: Forbidden: tls is only allowed with transport: TLS
+```
+
+**`port` defaulting.** The default port depends on `transport` (5070 for TCP, 443 for TLS), which
+a schema default cannot express; `port` therefore stays unset in the stored object and the
+operator/proxy apply the default when dialling. Set it explicitly to pin a port.
+";
+
+const MARKDOWN_FOOTER: &str = "
+### Conditions
+
+| type | True means | typical False reasons |
+|---|---|---|
+| `Accepted` | the spec is valid and owns all its numbers | `InvalidSpec`, `NumberConflict` (the older trunk, by creationTimestamp, keeps the number; the message names it) |
+| `ResolvedRefs` | referenced Secrets exist and have `ca.crt` / `tls.crt` + `tls.key` | `InvalidSecretRef` |
+| `DnsResolved` | `fqdn` resolves to at least one address of an allowed family | `NXDomain`, `NoAddresses`, `Timeout`, `LookupFailed` |
+| `Programmed` | the proxies' configuration holds the trunk's current generation | `NotAccepted`, `RefsNotResolved`, `InvalidSpec`; `Unknown`/`Pending` while rendering |
+| `Ready` | all of the above are True and the trunk is not suspended: calls route | the reason of the first failing condition, or `Suspended` |
+
+`Programmed` (alpha, interim rule): True once the rendered configuration Secret
+(`vsip-proxy-config` in the fleet namespace) contains the trunk's current generation. When the
+proxies report the revision they run (heartbeat Leases), it will mean \"every live proxy runs it\".
+
+`dnsWarnings` follow the seed's best practices: a TTL above 60 s, an answer through a CNAME, an
+allowed family (`ipFamilies`) without an address.
+";
+
 #[cfg(test)]
 mod tests {
     /// Drift check without the binary; `tests/operator_crd.rs` does the same from outside.
@@ -39,5 +250,52 @@ mod tests {
             "{path} is out of date with src/config/trunk.rs; regenerate it with \
              `VSIP_UPDATE_CRDS=1 cargo test --lib crdgen`"
         );
+    }
+
+    #[test]
+    fn committed_reference_matches_the_types() {
+        let generated = super::markdown().expect("reference renders");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/crd-reference.md");
+        if std::env::var_os("VSIP_UPDATE_CRDS").is_some() {
+            std::fs::write(path, &generated).expect("write reference");
+            return;
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{path} is out of date; regenerate it with `VSIP_UPDATE_CRDS=1 cargo test --lib crdgen`"
+        );
+    }
+
+    #[test]
+    fn schema_is_structural() {
+        // No anyOf/oneOf/allOf without types, no `type: [x, null]`, every node typed.
+        fn walk(v: &serde_json::Value, path: &str) {
+            if let Some(o) = v.as_object() {
+                for k in ["anyOf", "oneOf", "allOf", "$ref", "not"] {
+                    assert!(!o.contains_key(k), "{path}: {k} is not structural");
+                }
+                if o.contains_key("properties") || o.contains_key("items") {
+                    assert!(o["type"].is_string(), "{path}: untyped node");
+                }
+                for key in ["properties", "additionalProperties", "items"] {
+                    match o.get(key) {
+                        Some(serde_json::Value::Object(m)) if key == "properties" => {
+                            for (k, child) in m {
+                                assert!(child["type"].is_string(), "{path}.{k}: untyped");
+                                walk(child, &format!("{path}.{k}"));
+                            }
+                        }
+                        Some(child) => walk(child, &format!("{path}.{key}")),
+                        None => {}
+                    }
+                }
+            }
+        }
+        let crd = serde_json::to_value(
+            <crate::config::VirtualSipTrunk as kube::CustomResourceExt>::crd(),
+        )
+        .expect("json");
+        walk(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "");
     }
 }

@@ -124,6 +124,8 @@ pub struct Core {
     pub metrics: ProxyMetrics,
     pub listener_tls: ListenerTls,
     pub listeners: Listeners,
+    /// Set once trunk sources have been resolved the first time.
+    pub source_ready: tokio::sync::watch::Sender<bool>,
     branch_prefix: String,
     seq: AtomicU64,
 }
@@ -151,6 +153,7 @@ impl Core {
             metrics,
             listener_tls,
             listeners,
+            source_ready: tokio::sync::watch::channel(false).0,
             branch_prefix: format!("z9hG4bK-vs{}", &stamp::new_token()[..8]),
             seq: AtomicU64::new(1),
         }

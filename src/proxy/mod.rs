@@ -19,7 +19,7 @@ use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, atomic::AtomicBool},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, anyhow};
@@ -56,6 +56,11 @@ enum ConfigSource {
     File(PathBuf),
     Secret(kube::Client, cluster::SecretRef),
 }
+
+const SOURCE_TICK: Duration = Duration::from_secs(1);
+/// A trunk's addresses are not re-queried more often than this.
+const SOURCE_REFRESH_FLOOR: Duration = Duration::from_secs(5);
+const SOURCE_RETRY: Duration = Duration::from_secs(10);
 
 /// How often the config file's modification time is checked.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
@@ -143,7 +148,11 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         listener_tls,
         listeners,
     ));
-    refresh_sources(&core).await;
+    tokio::spawn(source_refresher(core.clone()));
+    // Calls from trunks are only recognised once their FQDNs have resolved once.
+    let mut source_ready = core.source_ready.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(5), source_ready.wait_for(|r| *r)).await;
+    trim_heap();
 
     let ready = Arc::new(AtomicBool::new(true));
     if let Some(addr) = config.admin {
@@ -185,7 +194,6 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         }
     }
     tokio::spawn(watch_listener_certificate(core.clone()));
-    tokio::spawn(source_refresher(core.clone()));
 
     shutdown_signal().await;
     info!("shutting down");
@@ -224,6 +232,7 @@ pub fn apply_config(core: &Arc<Core>, config: ProxyConfig) -> anyhow::Result<()>
     core.resolver.update_config(&config.dns);
     core.metrics.routes_trunks.set(routes.trunks.len() as i64);
     core.routes.store(Arc::new(routes));
+    trim_heap();
     Ok(())
 }
 
@@ -253,7 +262,6 @@ async fn watch_config_file(core: Arc<Core>, path: PathBuf) {
                 core.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 let n = core.routes.load().trunks.len();
                 info!(file = %path.display(), trunks = n, "configuration reloaded");
-                refresh_sources(&core).await;
             }
             Err(e) => {
                 core.metrics
@@ -288,53 +296,103 @@ async fn watch_listener_certificate(core: Arc<Core>) {
     }
 }
 
-/// Re-resolves trunk FQDNs (as their TTLs expire) to recognise calls from trunks.
+/// Re-resolves trunk FQDNs as their answers expire, to recognise calls from
+/// trunks. Only due names are looked up; the index is rebuilt only on change.
 async fn source_refresher(core: Arc<Core>) {
+    let mut due: HashMap<String, Instant> = HashMap::new();
+    let mut known: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    let mut upstream_ips: Vec<IpAddr> = Vec::new();
+    let mut routes_seen: Option<Arc<Routes>> = None;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        refresh_sources(&core).await;
-    }
-}
-
-async fn refresh_sources(core: &Arc<Core>) {
-    let routes = core.routes.load_full();
-    let mut index = SourceIndex::default();
-    let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::new();
-    // Mostly cache hits; expired names are re-queried a few at a time.
-    let trunks: Vec<Arc<routes::Trunk>> = routes.trunks.clone();
-    let resolver = core.resolver.clone();
-    let mut lookups = futures::stream::iter(trunks)
-        .map(move |t| {
-            let resolver = resolver.clone();
-            async move {
-                let r = resolver
-                    .resolve(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families)
-                    .await;
-                (t, r)
-            }
-        })
-        .buffer_unordered(32);
-    while let Some((t, r)) = lookups.next().await {
-        if let Ok(r) = r {
-            for ip in &r.addrs {
-                by_ip.entry(*ip).or_default().push(t.cfg.name.clone());
+        let routes = core.routes.load_full();
+        let reloaded = !routes_seen
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &routes));
+        if reloaded {
+            // Forget trunks that left the configuration; new ones are due now.
+            known.retain(|name, _| routes.by_name.contains_key(name));
+            due.retain(|name, _| routes.by_name.contains_key(name));
+            routes_seen = Some(routes.clone());
+        }
+        let now = Instant::now();
+        let todo: Vec<Arc<routes::Trunk>> = routes
+            .trunks
+            .iter()
+            .filter(|t| due.get(&t.cfg.name).is_none_or(|d| *d <= now))
+            .cloned()
+            .collect();
+        let resolver = core.resolver.clone();
+        let mut lookups = futures::stream::iter(todo)
+            .map(move |t| {
+                let resolver = resolver.clone();
+                async move {
+                    let r = resolver
+                        .resolve(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families)
+                        .await;
+                    (t, r)
+                }
+            })
+            .buffer_unordered(32);
+        let mut changed = reloaded;
+        while let Some((t, r)) = lookups.next().await {
+            let (addrs, next) = match r {
+                Ok(r) => (
+                    r.addrs.clone(),
+                    r.expires.max(Instant::now() + SOURCE_REFRESH_FLOOR),
+                ),
+                // Keep the last known addresses through a DNS hiccup.
+                Err(_) => (
+                    known.get(&t.cfg.name).cloned().unwrap_or_default(),
+                    Instant::now() + SOURCE_RETRY,
+                ),
+            };
+            due.insert(t.cfg.name.clone(), next);
+            if known.get(&t.cfg.name) != Some(&addrs) {
+                known.insert(t.cfg.name.clone(), addrs);
+                changed = true;
             }
         }
-    }
-    index.trunks_by_ip = by_ip;
-    if let Some(up) = &routes.upstream {
-        match up.host.parse::<IpAddr>() {
-            Ok(ip) => index.upstream_ips.push(ip),
-            Err(_) => {
-                if let Ok(r) = core
+        if let Some(up) = &routes.upstream {
+            let ips = match up.host.parse::<IpAddr>() {
+                Ok(ip) => vec![ip],
+                Err(_) => core
                     .resolver
                     .resolve(&up.host, &[IpFamily::IPv4, IpFamily::IPv6])
                     .await
-                {
-                    index.upstream_ips.extend(r.addrs.iter().copied());
+                    .map(|r| r.addrs.clone())
+                    .unwrap_or_else(|_| upstream_ips.clone()),
+            };
+            if ips != upstream_ips {
+                upstream_ips = ips;
+                changed = true;
+            }
+        } else if !upstream_ips.is_empty() {
+            upstream_ips.clear();
+            changed = true;
+        }
+        if changed {
+            let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::new();
+            for (name, addrs) in &known {
+                for ip in addrs {
+                    by_ip.entry(*ip).or_default().push(name.clone());
                 }
             }
+            core.sources.store(Arc::new(SourceIndex {
+                trunks_by_ip: by_ip,
+                upstream_ips: upstream_ips.clone(),
+            }));
+            let _ = core.source_ready.send(true);
         }
+        tokio::time::sleep(SOURCE_TICK).await;
     }
-    core.sources.store(Arc::new(index));
+}
+
+/// Hands freed heap back to the OS after a large one-off allocation (a config
+/// parse), so RSS reflects what is live.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; no pointers are touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

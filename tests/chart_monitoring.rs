@@ -43,9 +43,11 @@ fn names_in(text: &str) -> BTreeSet<String> {
     let mut i = 0;
     while let Some(pos) = text[i..].find("vsip_") {
         let start = i + pos;
-        let boundary = start == 0 || !(b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_');
+        let boundary =
+            start == 0 || !(b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_');
         let mut end = start;
-        while end < b.len() && (b[end].is_ascii_lowercase() || b[end].is_ascii_digit() || b[end] == b'_')
+        while end < b.len()
+            && (b[end].is_ascii_lowercase() || b[end].is_ascii_digit() || b[end] == b'_')
         {
             end += 1;
         }
@@ -73,7 +75,10 @@ fn defined() -> BTreeMap<String, (bool, bool)> {
             let histogram = before
                 .rfind("HistogramOpts::new(")
                 .is_some_and(|h| !before[h..].contains(')'));
-            if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            if name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
                 out.insert(name.to_owned(), (histogram, *proxy));
             }
             offset = start + len + 1;
@@ -159,7 +164,10 @@ fn dashboard_is_valid_json_with_unique_panel_ids() {
     let v: serde_json::Value =
         serde_json::from_str(&read("config/monitoring/grafana-dashboard.json")).expect("JSON");
     let panels = v["panels"].as_array().expect("panels");
-    let ids: Vec<_> = panels.iter().map(|p| p["id"].as_u64().expect("id")).collect();
+    let ids: Vec<_> = panels
+        .iter()
+        .map(|p| p["id"].as_u64().expect("id"))
+        .collect();
     let unique: BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "duplicate panel ids");
     for p in panels.iter().filter(|p| p["type"] != "row") {
@@ -252,11 +260,17 @@ fn real_proxy_exports_the_names_the_dashboard_and_rules_use() {
     // (failover reason "connect"), every address failed → 503.
     let port = free_port_on(&[lo(9)]);
     let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
-    let mut proxy = inbound_proxy(&dns, port, |t| t.calls_per_minute = Some(1));
-    let status = final_status(proxy.sip_addr(), &raw_invite(proxy.sip_addr(), NUMBER, &[], &[]));
+    let proxy = inbound_proxy(&dns, port, |t| t.calls_per_minute = Some(1));
+    let status = final_status(
+        proxy.sip_addr(),
+        &raw_invite(proxy.sip_addr(), NUMBER, &[], &[]),
+    );
     assert!(status.starts_with("SIP/2.0 503"), "first call: {status}");
     // The quota of 1 call per minute is used: the next call is throttled (503).
-    let status = final_status(proxy.sip_addr(), &raw_invite(proxy.sip_addr(), NUMBER, &[], &[]));
+    let status = final_status(
+        proxy.sip_addr(),
+        &raw_invite(proxy.sip_addr(), NUMBER, &[], &[]),
+    );
     assert!(status.starts_with("SIP/2.0 503"), "second call: {status}");
     // A looping request is refused (vsip_bad_messages_total{reason="max_forwards"}).
     let looping = raw_invite(
@@ -266,7 +280,10 @@ fn real_proxy_exports_the_names_the_dashboard_and_rules_use() {
         &[("Max-Forwards", "0")],
     );
     let status = final_status(proxy.sip_addr(), &looping);
-    assert!(status.starts_with("SIP/2.0 483"), "Max-Forwards 0: {status}");
+    assert!(
+        status.starts_with("SIP/2.0 483"),
+        "Max-Forwards 0: {status}"
+    );
     // A bad configuration is refused (vsip_config_reloads_total{result="error"}).
     proxy.write_config_text("listen: [this is not a proxy config\n");
     wait_for(Duration::from_secs(15), "a refused reload", || {
@@ -284,7 +301,10 @@ fn real_proxy_exports_the_names_the_dashboard_and_rules_use() {
     let known = series(&defs);
     // What the proxy exports is what the source defines (so the source scan is right).
     let stray: Vec<_> = exported.difference(&known).collect();
-    assert!(stray.is_empty(), "exported but not found in the source: {stray:?}");
+    assert!(
+        stray.is_empty(),
+        "exported but not found in the source: {stray:?}"
+    );
     // Every proxy name the dashboard and rules use, seen on the real /metrics.
     let proxy_series = series(
         &defs
@@ -319,5 +339,9 @@ fn real_proxy_exports_the_names_the_dashboard_and_rules_use() {
         "no connect failover:\n{text}"
     );
     assert!(metric_sum(&text, "vsip_cpm_throttled_total", &[]) >= 1.0);
-    assert!(Path::new(&manifest_dir()).join("config/monitoring").is_dir());
+    assert!(
+        Path::new(&manifest_dir())
+            .join("config/monitoring")
+            .is_dir()
+    );
 }

@@ -337,11 +337,25 @@ def run_uac(target_port, rate, calls, step_dir, numbers_csv, target_ip="127.0.0.
         "-trace_err", "-error_file", "errors.log",
     ]
     t0 = time.time()
+    killed = False
     with open(os.path.join(step_dir, "sipp.out"), "wb") as out:
-        rc = subprocess.call(cmd, cwd=step_dir, stdout=subprocess.DEVNULL, stderr=out,
+        p = subprocess.Popen(cmd, cwd=step_dir, stdout=subprocess.DEVNULL, stderr=out,
                              stdin=subprocess.DEVNULL)
+        # SIPp's own -timeout does not always end a run whose calls are stuck: watchdog.
+        try:
+            rc = p.wait(timeout=duration + 60)
+        except subprocess.TimeoutExpired:
+            killed = True
+            p.terminate()
+            try:
+                rc = p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = p.wait()
     wall = time.time() - t0
     res = {"rc": rc, "wall_s": round(wall, 2), "calls": calls}
+    if killed:
+        res["killed_after_s"] = round(wall, 1)
     try:
         st = read_stat_csv(os.path.join(step_dir, "stat.csv"))
         ok = int(st.get("SuccessfulCall(C)", 0))
@@ -396,7 +410,8 @@ def fmt(v, nd=0, unit=""):
 def ratio(a, b, nd=2):
     if a is None or b is None or b == 0:
         return "—"
-    return f"{a / b:.{nd}f}×"
+    x = a / b
+    return f"{x:.{nd}f}×" if x >= 0.1 else f"{x:.3f}×"
 
 
 def main():
@@ -841,6 +856,11 @@ def render(a, systems, active, results, passed, idle, vsip_reason, notes, starte
                      f"| {fmt(median([r.get('cpu_us_per_call') for r in runs]))} "
                      f"| {fmt(mb(pm), 1) if pm else '—'} | {fmt(median([r['load1'] for r in runs]), 2)} |")
     L.append("")
+    stuck = [f"{r['system']} {r['rate']}/s rep{r['rep']}" for runs in results.values() for r in runs
+             if r.get("killed_after_s") or r.get("rc") not in (0, 1)]
+    if stuck:
+        L.append("- UAC runs that did not end by themselves (stuck calls; SIPp stopped by the "
+                 "watchdog or by hand, unfinished calls counted as failed): " + ", ".join(stuck))
     thr = [r.get("cpm_throttled") for (s, _), runs in results.items() if s == "vsip" for r in runs]
     thr = [t for t in thr if t is not None]
     if thr:

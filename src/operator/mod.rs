@@ -1,12 +1,12 @@
 //! The control plane: `vsip operator` reconciles `VirtualSipTrunk` resources into a proxy
 //! fleet and reports status (brief §3, §7).
 //!
-//! - [`crdgen`]: the CRD from the Rust types (`vsip crdgen`).
-//! - [`render`]: trunks + Secrets → the proxies' configuration (pure).
-//! - [`status`]: observations → a trunk's status (pure).
-//! - [`fleet`]: the Deployment, Service, PDB, RBAC and config Secret the operator owns.
-//! - [`controller`]: `Context`, `reconcile`, the renderer task.
-//! - [`metrics`]: `vsip_operator_*`.
+//! - [`crdgen`] — the CRD from the Rust types (`vsip crdgen`).
+//! - [`render`] — trunks + Secrets → the proxies' configuration (pure).
+//! - [`status`] — observations → a trunk's status (pure).
+//! - [`fleet`] — the Deployment, Service, PDB, RBAC and config Secret the operator owns.
+//! - [`controller`] — `Context`, `reconcile`, the renderer task.
+//! - [`metrics`] — `vsip_operator_*`.
 //!
 //! Leader election: every replica serves `/healthz`, `/readyz` and `/metrics`; only the
 //! holder of the `vsip-operator` Lease reconciles. Losing the Lease stops the process (a fresh

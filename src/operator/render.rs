@@ -557,8 +557,8 @@ pub(crate) mod tests {
             0,
             spec("sip.a.example", &["+911234567890"]),
         ));
-        let r1 = render(&[t.clone()], &SecretLookup::new(), &fleet());
-        let r2 = render(&[t.clone()], &SecretLookup::new(), &fleet());
+        let r1 = render(std::slice::from_ref(&t), &SecretLookup::new(), &fleet());
+        let r2 = render(std::slice::from_ref(&t), &SecretLookup::new(), &fleet());
         assert_eq!(r1.config.revision, r2.config.revision);
         let mut t2 = (*t).clone();
         t2.spec.calls_per_minute = 300;

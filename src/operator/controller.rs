@@ -18,7 +18,10 @@ use std::{
 };
 
 use futures::{StreamExt, channel::mpsc, future::BoxFuture};
-use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
+use k8s_openapi::{
+    api::{coordination::v1::Lease, core::v1::Secret},
+    jiff::Timestamp,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{PartialObjectMeta, Patch, PatchParams},
@@ -47,26 +50,88 @@ use crate::{
     dns::{DnsError, Resolver},
 };
 
+/// Label and annotation of the proxies' heartbeat Leases (see `crate::proxy::cluster`).
+pub const HEARTBEAT_LABEL: &str = "vsip.io/proxy-heartbeat";
+pub const HEARTBEAT_REVISION_ANNOTATION: &str = "vsip.io/config-revision";
+
 /// What the proxies were last given.
 #[derive(Clone, Debug, Default)]
 pub struct RenderedState {
     /// `None` until the first render (or the Secret found at startup).
     pub revision: Option<String>,
-    pub generations: HashMap<String, i64>,
+    pub generations: Arc<HashMap<String, i64>>,
     pub excluded: HashMap<String, Exclusion>,
+    /// Recent revisions and the trunk generations each holds (newest last), so that a proxy
+    /// still running an older revision can be judged.
+    pub history: Vec<(String, Arc<HashMap<String, i64>>)>,
 }
+
+/// Revisions kept in [`RenderedState::history`].
+const HISTORY: usize = 32;
 
 impl RenderedState {
     /// The state of a configuration read back from the Secret (operator restart).
     pub fn from_config(config: &ProxyConfig) -> Self {
-        Self {
-            revision: config.revision.clone(),
-            generations: config
+        let generations: Arc<HashMap<String, i64>> = Arc::new(
+            config
                 .trunks
                 .iter()
                 .filter_map(|t| Some((t.name.clone(), t.generation?)))
                 .collect(),
+        );
+        Self {
+            revision: config.revision.clone(),
+            history: config
+                .revision
+                .iter()
+                .map(|r| (r.clone(), generations.clone()))
+                .collect(),
+            generations,
             excluded: HashMap::new(),
+        }
+    }
+
+    /// `Programmed` once proxies report (heartbeat Leases): every live proxy runs a revision
+    /// that holds this generation. With no live proxy reporting, the interim rule applies.
+    pub fn programmed_by_proxies(
+        &self,
+        key: &str,
+        generation: Option<i64>,
+        live: &[String],
+    ) -> ProgrammedObservation {
+        let interim = self.programmed(key, generation);
+        if live.is_empty() || !matches!(interim, ProgrammedObservation::InConfig { .. }) {
+            if let ProgrammedObservation::InConfig { revision } = interim {
+                return ProgrammedObservation::InConfig {
+                    revision: format!("{revision} (no proxy has reported yet)"),
+                };
+            }
+            return interim;
+        }
+        let behind = live
+            .iter()
+            .filter(|rev| {
+                self.history
+                    .iter()
+                    .find(|(r, _)| r == *rev)
+                    .is_none_or(|(_, g)| g.get(key).copied() != generation)
+            })
+            .count();
+        if behind == 0 {
+            let mut revs: Vec<&str> = live.iter().map(String::as_str).collect();
+            revs.dedup();
+            ProgrammedObservation::InConfig {
+                revision: format!("{} (all {} live proxies)", revs.join(", "), live.len()),
+            }
+        } else {
+            ProgrammedObservation::Excluded {
+                reason: "ProxiesBehind",
+                message: format!(
+                    "{behind} of {} live proxies do not run generation {} yet",
+                    live.len(),
+                    generation.unwrap_or_default()
+                ),
+            }
         }
     }
 
@@ -161,9 +226,32 @@ pub struct Context {
     pub secrets: Arc<SecretCache>,
     pub rendered: watch::Receiver<Arc<RenderedState>>,
     pub render_requests: Arc<Notify>,
+    /// Proxies' heartbeat Leases (fleet namespace).
+    pub leases: Store<Lease>,
 }
 
 impl Context {
+    /// Revisions run by live proxies (heartbeat Lease renewed within its duration), sorted.
+    pub fn live_revisions(&self) -> Vec<String> {
+        let now = Timestamp::now();
+        let mut revs: Vec<String> = self
+            .leases
+            .state()
+            .iter()
+            .filter(|l| {
+                let Some(spec) = &l.spec else { return false };
+                let (Some(renew), Some(secs)) = (&spec.renew_time, spec.lease_duration_seconds)
+                else {
+                    return false;
+                };
+                renew.0.as_second() + i64::from(secs) >= now.as_second()
+            })
+            .filter_map(|l| l.annotations().get(HEARTBEAT_REVISION_ANNOTATION).cloned())
+            .collect();
+        revs.sort();
+        revs
+    }
+
     /// Every trunk in every watched scope.
     pub fn all_trunks(&self) -> Vec<Arc<VirtualSipTrunk>> {
         let mut all = Vec::new();
@@ -259,7 +347,8 @@ async fn reconcile_inner(trunk: &VirtualSipTrunk, ctx: &Context) -> Result<Actio
     };
 
     let rendered = ctx.rendered.borrow().clone();
-    let programmed = rendered.programmed(&key, trunk.metadata.generation);
+    let programmed =
+        rendered.programmed_by_proxies(&key, trunk.metadata.generation, &ctx.live_revisions());
     // The renderer works from the same inputs; make sure it has seen this generation.
     let in_step = match (&programmed, &refs) {
         (ProgrammedObservation::InConfig { .. }, Refs::Resolved(_)) => true,
@@ -529,6 +618,7 @@ pub async fn renderer(
     let mut retry = false;
     let mut last_fingerprint = None;
     let mut last_render = Instant::now();
+    let mut last_live = ctx.live_revisions();
     loop {
         if !retry {
             // Deleted trunks trigger no reconcile: a cheap fingerprint of the trunk set
@@ -537,6 +627,14 @@ pub async fn renderer(
                 tokio::select! {
                     _ = ctx.render_requests.notified() => break,
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                        // Proxies moved to another revision: every trunk's Programmed may change.
+                        let live = ctx.live_revisions();
+                        if live != last_live {
+                            last_live = live;
+                            for t in ctx.all_trunks() {
+                                requeue(&requeuers, &trunk_key(&t));
+                            }
+                        }
                         let fp = Some(trunk_set_fingerprint(&ctx.all_trunks()));
                         if fp != last_fingerprint || last_render.elapsed() > Duration::from_secs(60) {
                             break;
@@ -608,10 +706,21 @@ async fn render_once(
             "proxy configuration written"
         );
     }
+    let generations = Arc::new(rendered.generations);
+    let mut history = previous.history.clone();
+    if let Some(rev) = &rendered.config.revision
+        && history.last().map(|(r, _)| r) != Some(rev)
+    {
+        history.push((rev.clone(), generations.clone()));
+        if history.len() > HISTORY {
+            history.remove(0);
+        }
+    }
     let state = Arc::new(RenderedState {
         revision: rendered.config.revision.clone(),
-        generations: rendered.generations,
+        generations,
         excluded: rendered.excluded,
+        history,
     });
     // Requeue trunks whose view changed.
     let mut changed: HashSet<&String> = HashSet::new();

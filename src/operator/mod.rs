@@ -246,6 +246,24 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .map(RenderedState::from_config)
         .unwrap_or_default();
     let (rendered_tx, rendered_rx) = watch::channel(Arc::new(initial));
+    // Proxies' heartbeat Leases: which revision each live replica runs.
+    let (leases, lease_writer) = kube::runtime::reflector::store();
+    let lease_api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), &fleet.namespace);
+    let lease_stream = kube::runtime::reflector(
+        lease_writer,
+        kube::runtime::watcher(
+            lease_api,
+            kube::runtime::watcher::Config::default()
+                .labels(&format!("{}=true", controller::HEARTBEAT_LABEL)),
+        ),
+    );
+    let lease_task = tokio::spawn(async move {
+        use futures::StreamExt;
+        kube::runtime::WatchStreamExt::default_backoff(lease_stream)
+            .for_each(|_| futures::future::ready(()))
+            .await;
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
         fleet: fleet.clone(),
@@ -262,6 +280,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         secrets,
         rendered: rendered_rx,
         render_requests,
+        leases,
     });
     let requeuers = controller::requeuers(&scopes);
     let renderer = tokio::spawn(controller::renderer(
@@ -273,6 +292,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     ));
     futures::future::join_all(controller::run_controllers(scopes, ctx, stop.clone())).await;
     let _ = renderer.await;
+    lease_task.abort();
     metrics.leader.set(0);
 
     let lost = *lost_rx.borrow();

@@ -777,3 +777,51 @@ fn update_trunk_gauge(ctx: &Context) {
             .set(n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> RenderedState {
+        let g1 = Arc::new(HashMap::from([("a/x".to_string(), 1)]));
+        let g2 = Arc::new(HashMap::from([("a/x".to_string(), 2)]));
+        RenderedState {
+            revision: Some("r2".into()),
+            generations: g2.clone(),
+            excluded: HashMap::new(),
+            history: vec![("r1".into(), g1), ("r2".into(), g2)],
+        }
+    }
+
+    #[test]
+    fn programmed_needs_every_live_proxy() {
+        let s = state();
+        let live = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(matches!(
+            s.programmed_by_proxies("a/x", Some(2), &live(&["r2", "r2"])),
+            ProgrammedObservation::InConfig { .. }
+        ));
+        match s.programmed_by_proxies("a/x", Some(2), &live(&["r1", "r2"])) {
+            ProgrammedObservation::Excluded { reason, message } => {
+                assert_eq!(reason, "ProxiesBehind");
+                assert!(message.starts_with("1 of 2"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An unknown revision (older than the history) counts as behind.
+        assert!(matches!(
+            s.programmed_by_proxies("a/x", Some(2), &live(&["r0"])),
+            ProgrammedObservation::Excluded { .. }
+        ));
+        // Interim rule while nobody reports.
+        assert!(matches!(
+            s.programmed_by_proxies("a/x", Some(2), &[]),
+            ProgrammedObservation::InConfig { .. }
+        ));
+        // A generation not rendered yet is pending whatever the proxies run.
+        assert_eq!(
+            s.programmed_by_proxies("a/x", Some(3), &live(&["r2"])),
+            ProgrammedObservation::Pending
+        );
+    }
+}

@@ -222,9 +222,11 @@ const MARKDOWN_FOOTER: &str = "
 | `Programmed` | the proxies' configuration holds the trunk's current generation | `NotAccepted`, `RefsNotResolved`, `InvalidSpec`; `Unknown`/`Pending` while rendering |
 | `Ready` | all of the above are True and the trunk is not suspended: calls route | the reason of the first failing condition, or `Suspended` |
 
-`Programmed` (alpha, interim rule): True once the rendered configuration Secret
-(`vsip-proxy-config` in the fleet namespace) contains the trunk's current generation. When the
-proxies report the revision they run (heartbeat Leases), it will mean \"every live proxy runs it\".
+`Programmed`: every live proxy (heartbeat Lease `vsip-proxy-<pod>` in the fleet namespace,
+renewed within its duration) runs a configuration revision that contains the trunk's current
+generation (`ProxiesBehind` otherwise). While no proxy reports at all, the rendered
+configuration Secret (`vsip-proxy-config`) holding the generation is taken as Programmed, and
+the message says so (\"no proxy has reported yet\").
 
 `dnsWarnings` follow the seed's best practices: a TTL above 60 s, an answer through a CNAME, an
 allowed family (`ipFamilies`) without an address.

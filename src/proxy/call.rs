@@ -153,6 +153,28 @@ impl Call {
         self.core.send_back(&self.origin, bytes);
     }
 
+    /// Relays a response to the caller: our Via removed, and From/To as the
+    /// caller sent them (we rewrote their hosts towards the trunk; the To tag
+    /// the callee chose is kept).
+    fn relay_back(&self, mut resp: Message) {
+        resp.remove_first_value("via");
+        if let Some(from) = self.msg.header_value("from") {
+            resp.set_header("From", &from);
+        }
+        if let Some(to) = self.msg.header_value("to") {
+            let tag = resp
+                .header_value("to")
+                .and_then(|t| NameAddr::parse(&t).ok())
+                .and_then(|n| n.tag().map(str::to_owned));
+            match tag {
+                Some(tag) => resp.set_header("To", &format!("{to};tag={tag}")),
+                None => resp.set_header("To", &to),
+            }
+        }
+        self.core
+            .send_back(&self.origin, Bytes::from(resp.to_bytes()));
+    }
+
     /// Suspension, codec policy and quota, in that order (refusals do not use quota).
     fn admit(&self, trunk: &Trunk) -> Result<(), u16> {
         if trunk.cfg.spec.suspended {
@@ -483,7 +505,7 @@ impl Call {
         loop {
             tokio::select! {
                 resp = rx.recv() => {
-                    let Some(mut resp) = resp else { return Attempt::Next(None) };
+                    let Some(resp) = resp else { return Attempt::Next(None) };
                     // Our CANCEL shares the INVITE's branch; its 200 ends here.
                     if resp.cseq().map(|c| c.method) != Some(Method::Invite) {
                         continue;
@@ -494,12 +516,10 @@ impl Call {
                         100 => deadline = tokio::time::Instant::now() + TIMER_C,
                         101..=199 => {
                             deadline = tokio::time::Instant::now() + TIMER_C;
-                            resp.remove_first_value("via");
-                            self.core.send_back(&self.origin, Bytes::from(resp.to_bytes()));
+                            self.relay_back(resp);
                         }
                         200..=299 => {
-                            resp.remove_first_value("via");
-                            self.core.send_back(&self.origin, Bytes::from(resp.to_bytes()));
+                            self.relay_back(resp);
                             return Attempt::Done(code);
                         }
                         408 | 503 | 504 if !self.cancelled => {
@@ -508,8 +528,7 @@ impl Call {
                         }
                         _ => {
                             conn.send(ack_for(out, &resp));
-                            resp.remove_first_value("via");
-                            self.core.send_back(&self.origin, Bytes::from(resp.to_bytes()));
+                            self.relay_back(resp);
                             return Attempt::Done(code);
                         }
                     }

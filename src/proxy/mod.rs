@@ -57,9 +57,9 @@ enum ConfigSource {
     Secret(kube::Client, cluster::SecretRef),
 }
 
-const SOURCE_TICK: Duration = Duration::from_secs(1);
+const SOURCE_TICK: Duration = Duration::from_millis(500);
 /// A trunk's addresses are not re-queried more often than this.
-const SOURCE_REFRESH_FLOOR: Duration = Duration::from_secs(5);
+const SOURCE_REFRESH_FLOOR: Duration = Duration::from_secs(1);
 const SOURCE_RETRY: Duration = Duration::from_secs(10);
 
 /// How often the config file's modification time is checked.

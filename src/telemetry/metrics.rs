@@ -16,7 +16,6 @@ pub struct ProxyMetrics {
     pub messages: IntCounterVec,
     pub bad_messages: IntCounterVec,
     pub connections: IntGauge,
-    pub config_info: IntCounterVec,
     pub dialog_requests: IntCounterVec,
     pub listener_cert_reloads: IntCounter,
     pub inflight_calls: IntGauge,
@@ -124,12 +123,6 @@ impl ProxyMetrics {
                 &["reason"],
             ),
             connections,
-            config_info: counter(
-                reg,
-                "vsip_config_applied_total",
-                "Configurations applied, by revision",
-                &["revision"],
-            ),
             dialog_requests: counter(
                 reg,
                 "vsip_dialog_requests_total",

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export VSIP_CACHE ?= $(HOME)/.cache/vsip
 
-.PHONY: all build release test lint fmt unit demo demo-standalone bench deps
+.PHONY: all build release test test-e2e lint fmt demo demo-standalone bench deps
 all: build
 
 deps:
@@ -24,10 +24,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# Every test: unit, integration (real SIPp, real DNS, real TLS) and end-to-end.
+# Every test: unit, integration (real SIPp, real DNS, real TLS) and end-to-end
+# (a real control plane built from the Kubernetes Go modules, helm, kubectl).
 test: deps lint
 	$(CARGO) build --bins
 	$(CARGO) test --all-targets -- --test-threads=2
+	$(MAKE) test-e2e
+
+test-e2e:
+	bash e2e/cluster/build.sh
+	bash e2e/cluster/smoke.sh
+	bash e2e/chart-check.sh
 
 demo-standalone: deps build
 	bash scripts/demo-standalone.sh

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the tests and demos need on a fresh Debian machine: sipp (sip-tester).
+# Installs what the tests and demos need on a fresh Debian machine: sipp
+# (sip-tester), and the tools of the end-to-end checks (jq, yq, lua, curl).
+# Kubernetes binaries and helm are built from Go modules by e2e/cluster/build.sh.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
+command -v yq >/dev/null || need+=(yq)
+command -v lua5.4 >/dev/null || need+=(lua5.4)
+command -v flock >/dev/null || need+=(util-linux)
+command -v go >/dev/null || need+=(golang)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing: ${need[*]} — install them (apt-get install ${need[*]}) or run as root" >&2

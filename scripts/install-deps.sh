@@ -12,7 +12,6 @@ command -v jq >/dev/null || need+=(jq)
 command -v yq >/dev/null || need+=(yq)
 command -v lua5.4 >/dev/null || need+=(lua5.4)
 command -v flock >/dev/null || need+=(util-linux)
-command -v go >/dev/null || need+=(golang)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing: ${need[*]} — install them (apt-get install ${need[*]}) or run as root" >&2

@@ -62,14 +62,14 @@ pub struct OperatorArgs {
     /// Container image of the proxies.
     #[arg(long, env = "VSIP_PROXY_IMAGE")]
     pub proxy_image: String,
-    /// imagePullPolicy of the proxies (Always, IfNotPresent, Never).
+    /// imagePullPolicy of the proxies.
     #[arg(long)]
-    pub proxy_image_pull_policy: Option<String>,
+    pub proxy_image_pull_policy: Option<PullPolicy>,
     #[arg(long, default_value_t = 2)]
     pub proxy_replicas: i32,
     /// Type of the proxies' Service.
-    #[arg(long, default_value = "ClusterIP", value_parser = ["ClusterIP", "NodePort", "LoadBalancer"])]
-    pub service_type: String,
+    #[arg(long, default_value = "ClusterIP")]
+    pub service_type: ServiceType,
     /// Where trunk-originated calls go, e.g. `sip:carrier.example.net:5060;transport=tcp`.
     #[arg(long)]
     pub upstream: Option<String>,
@@ -93,14 +93,48 @@ pub struct OperatorArgs {
     pub no_leader_election: bool,
 }
 
+/// Type of the proxies' Service.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceType {
+    #[value(name = "ClusterIP")]
+    ClusterIp,
+    #[value(name = "NodePort")]
+    NodePort,
+    #[value(name = "LoadBalancer")]
+    LoadBalancer,
+}
+
+/// `imagePullPolicy` of the proxies.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullPolicy {
+    #[value(name = "Always")]
+    Always,
+    #[value(name = "IfNotPresent")]
+    IfNotPresent,
+    #[value(name = "Never")]
+    Never,
+}
+
 impl OperatorArgs {
     pub fn fleet(&self) -> FleetSettings {
         FleetSettings {
             namespace: self.fleet_namespace.clone(),
             image: self.proxy_image.clone(),
-            image_pull_policy: self.proxy_image_pull_policy.clone(),
+            image_pull_policy: self.proxy_image_pull_policy.map(|p| {
+                match p {
+                    PullPolicy::Always => "Always",
+                    PullPolicy::IfNotPresent => "IfNotPresent",
+                    PullPolicy::Never => "Never",
+                }
+                .to_owned()
+            }),
             replicas: self.proxy_replicas,
-            service_type: self.service_type.clone(),
+            service_type: match self.service_type {
+                ServiceType::ClusterIp => "ClusterIP",
+                ServiceType::NodePort => "NodePort",
+                ServiceType::LoadBalancer => "LoadBalancer",
+            }
+            .to_owned(),
             upstream: self.upstream.clone(),
             signaling_domain: self.signaling_domain.clone(),
             header_prefix: self.header_prefix.clone(),

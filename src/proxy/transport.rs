@@ -129,8 +129,13 @@ impl Connections {
     }
 }
 
-/// Accept loop for the plain TCP listener.
-pub async fn serve_tcp(core: Arc<Core>, listener: TcpListener) {
+/// Accepts connections and hands each to `serve` in its own task; the one
+/// place that enforces the connection limit.
+async fn accept_loop<F, Fut>(core: Arc<Core>, listener: TcpListener, serve: F)
+where
+    F: Fn(Arc<Core>, TcpStream, SocketAddr, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -140,11 +145,7 @@ pub async fn serve_tcp(core: Arc<Core>, listener: TcpListener) {
                 }
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(peer);
-                let core = core.clone();
-                tokio::spawn(async move {
-                    run_connection(core, stream, peer, local, Transport::Tcp, Vec::new(), None)
-                        .await;
-                });
+                tokio::spawn(serve(core.clone(), stream, peer, local));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -154,53 +155,42 @@ pub async fn serve_tcp(core: Arc<Core>, listener: TcpListener) {
     }
 }
 
+/// Accept loop for the plain TCP listener.
+pub async fn serve_tcp(core: Arc<Core>, listener: TcpListener) {
+    accept_loop(core, listener, |core, stream, peer, local| {
+        run_connection(core, stream, peer, local, Transport::Tcp, Vec::new(), None)
+    })
+    .await;
+}
+
 /// Accept loop for the TLS listener; the acceptor is read per connection so a
 /// reloaded certificate applies to the next handshake.
 pub async fn serve_tls(core: Arc<Core>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                if core.conns.len() >= MAX_CONNECTIONS {
-                    warn!(%peer, "connection limit reached; refusing");
-                    continue;
-                }
-                let Some(acceptor) = core.listener_tls.acceptor() else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().unwrap_or(peer);
-                let core = core.clone();
-                tokio::spawn(async move {
-                    let tls =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(e)) => {
-                                debug!(%peer, error = %e, "TLS accept failed");
-                                return;
-                            }
-                            Err(_) => {
-                                debug!(%peer, "TLS accept timed out");
-                                return;
-                            }
-                        };
-                    let names = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(certificate_names)
-                        .unwrap_or_default();
-                    run_connection(core, tls, peer, local, Transport::Tls, names, None).await;
-                });
+    accept_loop(core, listener, |core, stream, peer, local| async move {
+        let Some(acceptor) = core.listener_tls.acceptor() else {
+            return;
+        };
+        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "TLS accept failed");
+                return;
             }
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(_) => {
+                debug!(%peer, "TLS accept timed out");
+                return;
             }
-        }
-    }
+        };
+        let names = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(certificate_names)
+            .unwrap_or_default();
+        run_connection(core, tls, peer, local, Transport::Tls, names, None).await;
+    })
+    .await;
 }
 
 /// TLS settings for dialing a trunk.

@@ -51,8 +51,9 @@ use crate::{
 };
 
 /// Label and annotation of the proxies' heartbeat Leases (see `crate::proxy::cluster`).
-pub const HEARTBEAT_LABEL: &str = "vsip.io/proxy-heartbeat";
-pub const HEARTBEAT_REVISION_ANNOTATION: &str = "vsip.io/config-revision";
+pub use crate::proxy::cluster::{
+    HEARTBEAT_LABEL, REVISION_ANNOTATION as HEARTBEAT_REVISION_ANNOTATION,
+};
 
 /// What the proxies were last given.
 #[derive(Clone, Debug, Default)]

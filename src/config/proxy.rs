@@ -182,10 +182,10 @@ impl ProxyConfig {
     /// Parses and validates a YAML document. Errors carry 1-based line numbers.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         let config: ProxyConfig = serde_yaml::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line());
             // serde_yaml appends "at line X column Y"; the line is reported separately.
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            let line = e.location().map(|l| refine_line(text, l.line(), &msg));
             ConfigError::one(line, msg)
         })?;
         let mut errors = Vec::new();
@@ -271,6 +271,33 @@ impl ProxyConfig {
         }
         errors
     }
+}
+
+/// Inside a flattened trunk serde_yaml reports the trunk's first line; when the
+/// message quotes the offending value, point at the line that holds it.
+fn refine_line(text: &str, reported: usize, message: &str) -> usize {
+    let Some(value) = message.split('`').nth(1).filter(|v| !v.is_empty()) else {
+        return reported;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = reported.saturating_sub(1);
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let Some(first) = lines.get(start) else {
+        return reported;
+    };
+    let base = indent(first);
+    for (n, line) in lines.iter().enumerate().skip(start) {
+        if n > start
+            && !line.trim().is_empty()
+            && (indent(line) < base || line.trim_start().starts_with("- ") && indent(line) == base)
+        {
+            break;
+        }
+        if line.split_once(':').is_some_and(|(_, v)| v.contains(value)) {
+            return n + 1;
+        }
+    }
+    reported
 }
 
 fn unknown_keys(
@@ -401,7 +428,7 @@ trunks:
         let bad = GOOD.replace("    numbers:", "    numbrs:");
         let e = ProxyConfig::from_yaml(&bad).unwrap_err();
         assert_eq!(e.errors.len(), 1, "{e}");
-        assert_eq!(e.errors[0].line, Some(11), "{e}");
+        assert_eq!(e.errors[0].line, Some(10), "{e}");
         assert!(
             e.errors[0]
                 .message
@@ -414,14 +441,15 @@ trunks:
     fn type_error_names_its_line() {
         let bad = GOOD.replace("    trunkSid: TS1", "    trunkSid: TS1\n    port: 99999");
         let e = ProxyConfig::from_yaml(&bad).unwrap_err();
-        assert_eq!(e.errors[0].line, Some(11), "{e}");
+        assert_eq!(e.errors[0].line, Some(9), "{e}");
+        assert!(e.to_string().contains("99999"), "{e}");
     }
 
     #[test]
     fn semantic_error_names_its_line() {
         let bad = GOOD.replace("sip.acme.example", "10.1.2.3");
         let e = ProxyConfig::from_yaml(&bad).unwrap_err();
-        assert_eq!(e.errors[0].line, Some(10), "{e}");
+        assert_eq!(e.errors[0].line, Some(9), "{e}");
         assert!(e.to_string().contains("IP address"), "{e}");
     }
 

@@ -92,8 +92,9 @@ impl RenderedState {
         }
     }
 
-    /// `Programmed` once proxies report (heartbeat Leases): every live proxy runs a revision
-    /// that holds this generation. With no live proxy reporting, the interim rule applies.
+    /// `Programmed`: every live proxy (heartbeat Leases) runs a revision that holds this
+    /// generation. With no live proxy nothing routes calls, so nothing is Programmed: Ready
+    /// must mean that calls route.
     pub fn programmed_by_proxies(
         &self,
         key: &str,
@@ -101,13 +102,16 @@ impl RenderedState {
         live: &[String],
     ) -> ProgrammedObservation {
         let interim = self.programmed(key, generation);
-        if live.is_empty() || !matches!(interim, ProgrammedObservation::InConfig { .. }) {
-            if let ProgrammedObservation::InConfig { revision } = interim {
-                return ProgrammedObservation::InConfig {
-                    revision: format!("{revision} (no proxy has reported yet)"),
-                };
-            }
+        if !matches!(interim, ProgrammedObservation::InConfig { .. }) {
             return interim;
+        }
+        if live.is_empty() {
+            return ProgrammedObservation::Excluded {
+                reason: "NoLiveProxies",
+                message: "the configuration holds this generation, but no proxy has reported \
+                          running it (heartbeat Leases vsip-proxy-*)"
+                    .into(),
+            };
         }
         let behind = live
             .iter()
@@ -814,10 +818,13 @@ mod tests {
             s.programmed_by_proxies("a/x", Some(2), &live(&["r0"])),
             ProgrammedObservation::Excluded { .. }
         ));
-        // Interim rule while nobody reports.
+        // Nobody runs it while no proxy reports.
         assert!(matches!(
             s.programmed_by_proxies("a/x", Some(2), &[]),
-            ProgrammedObservation::InConfig { .. }
+            ProgrammedObservation::Excluded {
+                reason: "NoLiveProxies",
+                ..
+            }
         ));
         // A generation not rendered yet is pending whatever the proxies run.
         assert_eq!(

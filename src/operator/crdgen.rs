@@ -224,9 +224,8 @@ const MARKDOWN_FOOTER: &str = "
 
 `Programmed`: every live proxy (heartbeat Lease `vsip-proxy-<pod>` in the fleet namespace,
 renewed within its duration) runs a configuration revision that contains the trunk's current
-generation (`ProxiesBehind` otherwise). While no proxy reports at all, the rendered
-configuration Secret (`vsip-proxy-config`) holding the generation is taken as Programmed, and
-the message says so (\"no proxy has reported yet\").
+generation (`ProxiesBehind` otherwise). While no proxy reports at all, nothing routes calls:
+`Programmed` is False with reason `NoLiveProxies`.
 
 `dnsWarnings` follow the seed's best practices: a TTL above 60 s, an answer through a CNAME, an
 allowed family (`ipFamilies`) without an address.

@@ -62,6 +62,8 @@ pub struct FleetSettings {
     pub header_prefix: String,
     /// `kubernetes.io/tls` Secret in the fleet namespace for the proxies' TLS listener.
     pub listener_cert_secret: Option<String>,
+    /// Resolvers the proxies use (rendered into their configuration).
+    pub dns: crate::config::DnsConfig,
 }
 
 impl FleetSettings {
@@ -77,6 +79,7 @@ impl FleetSettings {
             signaling_domain: "pstn.example.net".into(),
             header_prefix: crate::config::DEFAULT_HEADER_PREFIX.into(),
             listener_cert_secret: None,
+            dns: Default::default(),
         }
     }
 

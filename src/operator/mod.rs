@@ -139,6 +139,11 @@ impl OperatorArgs {
             signaling_domain: self.signaling_domain.clone(),
             header_prefix: self.header_prefix.clone(),
             listener_cert_secret: self.listener_cert_secret.clone(),
+            // The proxies use the same resolvers, with the default maxTtl (60 s).
+            dns: DnsConfig {
+                nameservers: self.dns_nameservers.clone(),
+                ..DnsConfig::default()
+            },
         }
     }
 }

@@ -332,7 +332,7 @@ pub fn render(
         signaling_domain: fleet.signaling_domain.clone(),
         advertise: None,
         header_prefix: fleet.header_prefix.clone(),
-        dns: Default::default(),
+        dns: fleet.dns.clone(),
         revision: None,
         trunks: entries,
     };

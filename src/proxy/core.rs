@@ -252,6 +252,25 @@ impl Core {
 
     pub fn on_frame(self: &Arc<Self>, bytes: Bytes, conn: &ConnHandle) {
         match Message::parse(&bytes) {
+            // Parsed but semantically broken (RFC 4475: bad CSeq, duplicated
+            // Call-ID, unparseable Via…): a request gets 400, a response is dropped.
+            Ok(msg) if msg.is_request() && msg.validate().is_err() => {
+                self.metrics
+                    .bad_messages
+                    .with_label_values(&["invalid"])
+                    .inc();
+                let reason = msg
+                    .validate()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                debug!(peer = %conn.peer, error = %reason, "invalid request");
+                if msg.method() != Some(&Method::Ack) {
+                    let bytes =
+                        stamp::response(&msg, 400, "Bad Request", Some(&stamp::new_token()), &[]);
+                    self.send_back(conn, bytes);
+                }
+            }
             Ok(msg) => self.on_message(msg, conn),
             Err(e) => {
                 self.metrics

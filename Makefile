@@ -35,6 +35,7 @@ test-e2e:
 	bash e2e/cluster/build.sh
 	bash e2e/cluster/smoke.sh
 	bash e2e/chart-check.sh
+	bash e2e/calls-check.sh
 
 demo-standalone: deps build
 	bash scripts/demo-standalone.sh

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# End-to-end data path on a real control plane: a VirtualSipTrunk applied with
+# kubectl → the operator renders the proxy config Secret → a cluster-mode proxy
+# (`vsip proxy --kube-config-secret`, config watched through the API server,
+# heartbeat Lease) → `kubectl wait --for=condition=Ready` → SIPp calls reach a
+# SIPp SBC found through a real DNS server → the record changes → calls follow →
+# suspended → 503 → trunk deleted → 404. Operator and proxy run as local
+# processes (no kubelet). Last line: "N passed, M failed".
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source "$ROOT/e2e/cluster/env.sh"
+VSIP="${VSIP_BIN:-$ROOT/target/debug/vsip}"
+[ -x "$VSIP" ] || { echo "build vsip first (cargo build)"; exit 1; }
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-calls-check.XXXXXX")"
+STATE="$WORK/cluster"
+PASSED=0; FAILED=0; PIDS=()
+say()  { printf '[calls-check %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+check() { local name="$1"; shift; if "$@" >"$WORK/last.out" 2>&1; then PASSED=$((PASSED+1)); echo "PASS: $name";
+          else FAILED=$((FAILED+1)); echo "FAIL: $name"; tail -n 20 "$WORK/last.out" | sed 's/^/    /'; fi; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  bash e2e/cluster/down.sh "$STATE" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bg_sipp() { local out; out=$(sipp "$@" -bg -nostdin 2>&1 || true); PIDS+=("$(sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' <<<"$out")"); }
+
+DNS_PORT=$(free_port); SBC_PORT=$(free_port); CARRIER_PORT=$(free_port); OP_ADMIN=$(free_port)
+say "cluster up"
+bash e2e/cluster/up.sh "$STATE" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; echo "0 passed, 1 failed"; exit 1; }
+export KUBECONFIG="$STATE/kubeconfig"
+kubectl apply -f crds/vsip.io_virtualsiptrunks.yaml >/dev/null
+kubectl wait --for=condition=Established crd/virtualsiptrunks.vsip.io --timeout=30s >/dev/null
+kubectl create namespace vsip-system >/dev/null; kubectl create namespace acme >/dev/null
+
+say "lab DNS, SBCs (127.0.0.2 and 127.0.0.3), carrier"
+cat >"$WORK/dns.yaml" <<YAML
+records:
+  - { name: sip.acme.example, type: A, value: 127.0.0.2, ttl: 1 }
+YAML
+"$VSIP" lab-dns --listen "127.0.0.1:$DNS_PORT" --records "$WORK/dns.yaml" >"$WORK/dns.log" 2>&1 & PIDS+=($!)
+bg_sipp -sf tests/scenarios/uas_rfc3261.xml -t t1 -i 127.0.0.2 -p "$SBC_PORT" -trace_msg -message_file "$WORK/sbc1.log"
+bg_sipp -sf tests/scenarios/uas_rfc3261.xml -t t1 -i 127.0.0.3 -p "$SBC_PORT" -trace_msg -message_file "$WORK/sbc2.log"
+
+say "operator and a cluster-mode proxy"
+"$VSIP" operator --fleet-namespace vsip-system --proxy-image ghcr.io/vsip/vsip:0.1.0 \
+  --metrics-addr "127.0.0.1:$OP_ADMIN" --dns-nameserver "127.0.0.1:$DNS_PORT" \
+  --upstream "sip:127.0.0.1:$CARRIER_PORT;transport=tcp" --signaling-domain pstn.example.net \
+  >"$WORK/operator.log" 2>&1 & PIDS+=($!)
+POD_NAME=proxy-e2e-0 "$VSIP" proxy --kube-config-secret vsip-system/vsip-proxy-config \
+  >"$WORK/proxy.log" 2>&1 & PIDS+=($!)
+
+cat >"$WORK/trunk.yaml" <<YAML
+apiVersion: vsip.io/v1alpha1
+kind: VirtualSipTrunk
+metadata: { name: acme-mumbai, namespace: acme }
+spec:
+  fqdn: sip.acme.example
+  transport: TCP
+  port: $SBC_PORT
+  ipFamilies: [IPv4]
+  numbers: ["+911234567890"]
+YAML
+check "kubectl apply the trunk" kubectl apply -f "$WORK/trunk.yaml"
+check "kubectl wait --for=condition=Ready vst/acme-mumbai" kubectl -n acme wait --for=condition=Ready vst/acme-mumbai --timeout=90s
+kubectl -n acme get vst >&2
+
+# The proxy listens where the operator's fleet settings say (TCP 5070).
+calls() { # calls EXPECTED_CODE N
+  local xml="$WORK/expect$1.xml"
+  if [ "$1" = 200 ]; then xml=tests/scenarios/uac_call.xml
+  else sed "s/__EXPECTED__/$1/" tests/scenarios/uac_expect_status.xml >"$xml"; fi
+  sipp 127.0.0.1:5070 -sf "$xml" -t t1 -i 127.0.0.1 -s +911234567890 -m "$2" -r 5 -nostdin \
+    -timeout 30 -timeout_error >"$WORK/uac-$1.out" 2>&1 || { tail -n 30 "$WORK/uac-$1.out"; return 1; }
+}
+invites() { grep -c '^INVITE ' "$1" 2>/dev/null || echo 0; }
+check "3 calls through the cluster-mode proxy reach the SBC at 127.0.0.2" calls 200 3
+check "the SBC at 127.0.0.2 received 3 INVITEs with the trunk's SID" \
+  bash -c "[ \$(grep -c '^INVITE ' '$WORK/sbc1.log') -eq 3 ] && grep -q '^X-Exotel-TrunkSid: TS' '$WORK/sbc1.log'"
+
+sed -i 's/127.0.0.2/127.0.0.3/' "$WORK/dns.yaml"; sleep 3
+check "after the A record changes, 2 calls reach 127.0.0.3" calls 200 2
+check "the SBC at 127.0.0.3 received them" bash -c "[ \$(grep -c '^INVITE ' '$WORK/sbc2.log') -eq 2 ]"
+
+programmed_gen() { # waits until Ready reflects the current generation
+  local g; g=$(kubectl -n acme get vst acme-mumbai -o jsonpath='{.metadata.generation}')
+  for _ in $(seq 60); do
+    [ "$(kubectl -n acme get vst acme-mumbai -o jsonpath='{.status.conditions[?(@.type=="Programmed")].observedGeneration}')" = "$g" ] && \
+    [ "$(kubectl -n acme get vst acme-mumbai -o jsonpath='{.status.conditions[?(@.type=="Programmed")].status}')" = True ] && return 0
+    sleep 1
+  done
+  kubectl -n acme get vst acme-mumbai -o yaml; return 1
+}
+kubectl -n acme patch vst acme-mumbai --type merge -p '{"spec":{"suspended":true}}' >/dev/null
+check "suspended: Programmed for the new generation" programmed_gen
+check "suspended trunk: the call is answered 503" calls 503 1
+
+kubectl -n acme delete vst acme-mumbai >/dev/null
+gone() { for _ in $(seq 30); do ! kubectl -n vsip-system get secret vsip-proxy-config -o jsonpath='{.data.config\.yaml}' | base64 -d | grep -q acme-mumbai && return 0; sleep 1; done; return 1; }
+check "deleted trunk leaves the rendered configuration" gone
+sleep 2
+check "deleted trunk: its number now gets 404" calls 404 1
+
+check "the proxy heartbeats a Lease naming its revision" \
+  bash -c "kubectl -n vsip-system get lease vsip-proxy-proxy-e2e-0 -o jsonpath='{.metadata.annotations.vsip\.io/config-revision}' | grep -q ."
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

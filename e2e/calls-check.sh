@@ -10,7 +10,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source "$ROOT/e2e/cluster/env.sh"
-VSIP="${VSIP_BIN:-$ROOT/target/debug/vsip}"
+VSIP="${VSIP_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/vsip}"
 [ -x "$VSIP" ] || { echo "build vsip first (cargo build)"; exit 1; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-calls-check.XXXXXX")"
 STATE="$WORK/cluster"

@@ -268,7 +268,8 @@ check "operator RBAC: what it needs and nothing more (kubectl auth can-i --as it
 # ---------------------------------------------------------------- the real operator
 VSIP_BIN="${VSIP_BIN:-}"
 if [ -z "$VSIP_BIN" ]; then
-  VSIP_BIN="$(ls -t target/release/vsip target/debug/vsip 2>/dev/null | head -n 1)"
+  _t="${CARGO_TARGET_DIR:-target}"
+  VSIP_BIN="$(ls -t "$_t/release/vsip" "$_t/debug/vsip" 2>/dev/null | head -n 1)"
 fi
 if [ -n "$VSIP_BIN" ] && [ -x "$VSIP_BIN" ]; then
   say "running $VSIP_BIN operator with the chart's ServiceAccount token"

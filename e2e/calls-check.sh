@@ -49,7 +49,22 @@ say "operator and a cluster-mode proxy"
   --metrics-addr "127.0.0.1:$OP_ADMIN" --dns-nameserver "127.0.0.1:$DNS_PORT" \
   --upstream "sip:127.0.0.1:$CARRIER_PORT;transport=tcp" --signaling-domain pstn.example.net \
   >"$WORK/operator.log" 2>&1 & PIDS+=($!)
-POD_NAME=proxy-e2e-0 "$VSIP" proxy --kube-config-secret vsip-system/vsip-proxy-config \
+fleet_ready() {
+  for _ in $(seq 60); do
+    kubectl -n vsip-system get deploy/vsip-proxy sa/vsip-proxy >/dev/null 2>&1 && return 0; sleep 1
+  done
+  tail -n 20 "$WORK/operator.log"; return 1
+}
+check "the operator renders the proxy fleet (Deployment, ServiceAccount)" fleet_ready
+# The proxy runs with its own ServiceAccount's token (RBAC enforced, not assumed)
+# and the arguments of the Deployment the operator rendered.
+token="$(kubectl -n vsip-system create token vsip-proxy --duration=1h)"
+KC="$WORK/proxy.kubeconfig"
+kubectl config view --minify --raw -o json \
+  | jq --arg t "$token" '.users = [{name: "proxy", user: {token: $t}}] | .contexts[0].context.user = "proxy"' >"$KC"
+mapfile -t proxy_args < <(kubectl -n vsip-system get deploy vsip-proxy -o json | jq -r '.spec.template.spec.containers[0].args[]')
+say "proxy args from the rendered Deployment: ${proxy_args[*]}"
+KUBECONFIG="$KC" POD_NAME=proxy-e2e-0 POD_NAMESPACE=vsip-system "$VSIP" "${proxy_args[@]}" \
   >"$WORK/proxy.log" 2>&1 & PIDS+=($!)
 
 cat >"$WORK/trunk.yaml" <<YAML
@@ -103,6 +118,7 @@ check "deleted trunk leaves the rendered configuration" gone
 sleep 2
 check "deleted trunk: its number now gets 404" calls 404 1
 
+check "the proxy (own ServiceAccount) was never refused by RBAC" bash -c "! grep -qi forbidden '$WORK/proxy.log'"
 check "the proxy heartbeats a Lease naming its revision" \
   bash -c "kubectl -n vsip-system get lease vsip-proxy-proxy-e2e-0 -o jsonpath='{.metadata.annotations.vsip\.io/config-revision}' | grep -q ."
 echo "$PASSED passed, $FAILED failed"

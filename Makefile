@@ -1,11 +1,11 @@
 # vsip — the two commands a person needs:
-#   make demo   run the main job on a local default
+#   make demo   run the main job on a local default (local cluster; make demo-down)
 #   make test   run the whole test suite (what CI runs)
 SHELL := /bin/bash
 CARGO ?= cargo
 export VSIP_CACHE ?= $(HOME)/.cache/vsip
 
-.PHONY: all build release test test-e2e lint fmt demo demo-standalone bench deps
+.PHONY: all build release test test-e2e lint fmt demo demo-down demo-standalone bench deps
 all: build
 
 deps:
@@ -40,7 +40,12 @@ test-e2e:
 demo-standalone: deps build
 	bash scripts/demo-standalone.sh
 
-demo: demo-standalone
+# The main job: vsip on a local control plane (built from Go modules on first use).
+demo: deps build
+	bash scripts/demo-cluster.sh
+
+demo-down:
+	bash scripts/demo-down.sh
 
 # Fragments owned by their folders.
 -include e2e/cluster.mk

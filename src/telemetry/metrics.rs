@@ -1,7 +1,7 @@
 //! The proxy's metric names are part of the contract (brief §6).
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -19,7 +19,6 @@ pub struct ProxyMetrics {
     pub dialog_requests: IntCounterVec,
     pub listener_cert_reloads: IntCounter,
     pub inflight_calls: IntGauge,
-    pub forward_latency: Histogram,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -64,18 +63,6 @@ impl ProxyMetrics {
         )
         .expect("static metric definition");
         reg.register(Box::new(listener_cert_reloads.clone()))
-            .expect("metric registered once");
-        let forward_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "vsip_request_processing_seconds",
-                "Time from a request's arrival to its forwarding (routing, DNS, stamping)",
-            )
-            .buckets(vec![
-                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
-            ]),
-        )
-        .expect("static metric definition");
-        reg.register(Box::new(forward_latency.clone()))
             .expect("metric registered once");
         Self {
             calls: counter(
@@ -131,7 +118,6 @@ impl ProxyMetrics {
             ),
             listener_cert_reloads,
             inflight_calls,
-            forward_latency,
         }
     }
 }

@@ -259,15 +259,19 @@ impl Core {
                     .bad_messages
                     .with_label_values(&["invalid"])
                     .inc();
-                let reason = msg
+                let error = msg
                     .validate()
                     .err()
                     .map(|e| e.to_string())
                     .unwrap_or_default();
-                debug!(peer = %conn.peer, error = %reason, "invalid request");
+                debug!(peer = %conn.peer, %error, "invalid request");
                 if msg.method() != Some(&Method::Ack) {
-                    let bytes =
-                        stamp::response(&msg, 400, "Bad Request", Some(&stamp::new_token()), &[]);
+                    // A precise reason phrase where we have one (our own words, never input).
+                    let reason = msg
+                        .method()
+                        .and_then(|m| missing_mandatory(&msg, m))
+                        .unwrap_or("Bad Request");
+                    let bytes = stamp::response(&msg, 400, reason, Some(&stamp::new_token()), &[]);
                     self.send_back(conn, bytes);
                 }
             }
@@ -319,18 +323,6 @@ impl Core {
             .messages
             .with_label_values(&[method.as_str()])
             .inc();
-        if let Some(problem) = missing_mandatory(&msg, &method) {
-            self.metrics
-                .bad_messages
-                .with_label_values(&["missing_header"])
-                .inc();
-            debug!(peer = %conn.peer, problem, "refusing request");
-            if method != Method::Ack {
-                let bytes = stamp::response(&msg, 400, problem, Some(&stamp::new_token()), &[]);
-                self.send_back(conn, bytes);
-            }
-            return;
-        }
         if method == Method::Ack {
             self.on_ack(msg, conn);
             return;

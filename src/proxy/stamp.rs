@@ -44,8 +44,9 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-/// A response to `req` built by the proxy. `to_tag` is added to `To` when the
-/// request had none (every final response needs one).
+/// A response to `req` built by the proxy (RFC 3261 §8.2.6, via
+/// [`Message::response_to`]). `to_tag` is added to `To` when the request had
+/// none (every final response needs one); `extra` headers go before the body headers.
 pub fn response(
     req: &Message,
     code: u16,
@@ -53,40 +54,21 @@ pub fn response(
     to_tag: Option<&str>,
     extra: &[(&str, &str)],
 ) -> Bytes {
-    let mut out = String::with_capacity(512);
-    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
-    for h in &req.headers {
-        if h.is("via") {
-            let _ = write!(out, "Via: {}\r\n", h.value());
-        }
-    }
-    if let Some(from) = req.header_value("from") {
-        let _ = write!(out, "From: {from}\r\n");
-    }
-    if let Some(to) = req.header_value("to") {
-        let has_tag = NameAddr::parse(&to)
+    let mut resp = Message::response_to(req, code, reason);
+    if code > 100
+        && let Some(tag) = to_tag
+        && let Some(to) = resp.header_value("to").map(|t| t.into_owned())
+        && !NameAddr::parse(&to)
             .map(|n| n.tag().is_some())
-            .unwrap_or(true);
-        match to_tag {
-            Some(tag) if !has_tag && code > 100 => {
-                let _ = write!(out, "To: {to};tag={tag}\r\n");
-            }
-            _ => {
-                let _ = write!(out, "To: {to}\r\n");
-            }
-        }
-    }
-    if let Some(cid) = req.call_id() {
-        let _ = write!(out, "Call-ID: {cid}\r\n");
-    }
-    if let Some(cseq) = req.header_value("cseq") {
-        let _ = write!(out, "CSeq: {cseq}\r\n");
+            .unwrap_or(true)
+    {
+        resp.set_header("To", &format!("{to};tag={tag}"));
     }
     for (k, v) in extra {
-        let _ = write!(out, "{k}: {v}\r\n");
+        put_header(&mut resp, k, v);
     }
-    out.push_str("Server: vsip\r\nContent-Length: 0\r\n\r\n");
-    Bytes::from(out)
+    put_header(&mut resp, "Server", "vsip");
+    Bytes::from(resp.to_bytes())
 }
 
 /// A response to a message that could not be parsed: the headers it needs are

@@ -34,7 +34,12 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> anyhow::Result<()> {
-    axum::serve(listener, router(state)).await?;
+    serve_router(listener, router(state)).await
+}
+
+/// Serves [`router`] merged with a component's own routes.
+pub async fn serve_router(listener: tokio::net::TcpListener, router: Router) -> anyhow::Result<()> {
+    axum::serve(listener, router).await?;
     Ok(())
 }
 

@@ -176,7 +176,7 @@ impl Call {
     }
 
     /// Suspension, codec policy and quota, in that order (refusals do not use quota).
-    fn admit(&self, trunk: &Trunk) -> Result<(), u16> {
+    async fn admit(&self, trunk: &Trunk) -> Result<(), u16> {
         if trunk.cfg.spec.suspended {
             info!(trunk = trunk.name(), "trunk suspended");
             self.answer(503, &[("Reason", "SIP;cause=503;text=\"trunk suspended\"")]);
@@ -195,7 +195,7 @@ impl Call {
             self.answer(488, &[("Warning", &warning)]);
             return Err(488);
         }
-        if let Err(wait) = trunk.state.cpm.try_acquire(Instant::now()) {
+        if let Err(wait) = self.core.quota.admit(trunk).await {
             self.core
                 .metrics
                 .cpm_throttled
@@ -217,7 +217,7 @@ impl Call {
 
     async fn inbound(&mut self, trunk: &Arc<Trunk>) -> u16 {
         self.answer(100, &[]);
-        if let Err(code) = self.admit(trunk) {
+        if let Err(code) = self.admit(trunk).await {
             return code;
         }
         let spec = &trunk.cfg.spec;
@@ -286,7 +286,7 @@ impl Call {
 
     async fn outbound(&mut self, trunk: &Arc<Trunk>) -> u16 {
         self.answer(100, &[]);
-        if let Err(code) = self.admit(trunk) {
+        if let Err(code) = self.admit(trunk).await {
             return code;
         }
         let routes = self.core.routes.load_full();

@@ -29,9 +29,21 @@ pub const CONFIG_KEY: &str = "config.yaml";
 pub const HEARTBEAT_LABEL: &str = "vsip.io/proxy-heartbeat";
 /// Annotation carrying the configuration revision a proxy runs.
 pub const REVISION_ANNOTATION: &str = "vsip.io/config-revision";
+/// Annotation carrying where peers ask this proxy for quota tokens.
+pub const QUOTA_ENDPOINT_ANNOTATION: &str = "vsip.io/quota-endpoint";
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_LEASE_SECONDS: i32 = 15;
 
+/// What a replica reports in its heartbeat: the revision it runs and the
+/// Secret it came from (the Lease is owned by that Secret, so removing the
+/// fleet removes the heartbeats too).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Running {
+    pub revision: String,
+    pub secret_uid: Option<String>,
+}
+
+#[derive(Clone, Debug)]
 pub struct SecretRef {
     pub namespace: String,
     pub name: String,
@@ -81,7 +93,7 @@ pub async fn watch_config(
     core: Arc<Core>,
     client: Client,
     secret: SecretRef,
-    revision: watch::Sender<String>,
+    running: watch::Sender<Running>,
 ) {
     let api: Api<Secret> = Api::namespaced(client, &secret.namespace);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", secret.name));
@@ -98,11 +110,14 @@ pub async fn watch_config(
                 });
                 match result {
                     Ok(rev) => {
-                        if *revision.borrow() != rev {
+                        if running.borrow().revision != rev {
                             core.metrics.config_reloads.with_label_values(&["ok"]).inc();
                             info!(revision = %rev, "configuration applied from the API server");
                         }
-                        revision.send_replace(rev);
+                        running.send_replace(Running {
+                            revision: rev,
+                            secret_uid: s.metadata.uid.clone(),
+                        });
                     }
                     Err(e) => {
                         core.metrics
@@ -119,26 +134,50 @@ pub async fn watch_config(
     }
 }
 
-/// Keeps `vsip-proxy-<pod>` renewed with the revision this replica runs.
+pub fn heartbeat_lease_name(pod: &str) -> String {
+    format!("vsip-proxy-{pod}")
+}
+
+/// Keeps `vsip-proxy-<pod>` renewed with the revision this replica runs and
+/// the endpoint its quota peers reach it at.
 pub async fn heartbeat(
     client: Client,
-    namespace: String,
+    secret: SecretRef,
     pod: String,
-    mut revision: watch::Receiver<String>,
+    quota_endpoint: Option<String>,
+    mut running: watch::Receiver<Running>,
 ) {
-    let api: Api<Lease> = Api::namespaced(client, &namespace);
-    let name = format!("vsip-proxy-{pod}");
+    let api: Api<Lease> = Api::namespaced(client, &secret.namespace);
+    let name = heartbeat_lease_name(&pod);
     let params = PatchParams::apply("vsip-proxy").force();
     loop {
-        let rev = revision.borrow_and_update().clone();
+        let Running {
+            revision: rev,
+            secret_uid,
+        } = running.borrow_and_update().clone();
         let now = MicroTime(Timestamp::now());
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(REVISION_ANNOTATION.into(), rev.into());
+        if let Some(e) = &quota_endpoint {
+            annotations.insert(QUOTA_ENDPOINT_ANNOTATION.into(), e.clone().into());
+        }
+        let owners = match secret_uid {
+            Some(uid) => serde_json::json!([{
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "name": secret.name,
+                "uid": uid,
+            }]),
+            None => serde_json::json!([]),
+        };
         let lease = serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {
                 "name": name,
                 "labels": { HEARTBEAT_LABEL: "true", "app.kubernetes.io/name": "vsip", "app.kubernetes.io/component": "proxy" },
-                "annotations": { REVISION_ANNOTATION: rev },
+                "annotations": annotations,
+                "ownerReferences": owners,
             },
             "spec": {
                 "holderIdentity": pod,
@@ -151,7 +190,24 @@ pub async fn heartbeat(
         }
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT_PERIOD) => {}
-            _ = revision.changed() => {}
+            _ = running.changed() => {}
         }
+    }
+}
+
+/// On a graceful stop the heartbeat goes at once, so peers take over this
+/// replica's quota ownership without waiting for the Lease to expire.
+pub async fn remove_heartbeat(client: Client, namespace: &str, pod: &str) {
+    let api: Api<Lease> = Api::namespaced(client, namespace);
+    let name = heartbeat_lease_name(pod);
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        api.delete(&name, &Default::default()),
+    )
+    .await
+    {
+        Ok(Ok(_)) => info!(lease = %name, "heartbeat removed"),
+        Ok(Err(e)) => warn!(lease = %name, error = %e, "removing the heartbeat"),
+        Err(_) => warn!(lease = %name, "removing the heartbeat timed out"),
     }
 }

@@ -20,6 +20,7 @@ use tracing::{debug, info};
 
 use super::{
     call,
+    quota::FleetQuota,
     routes::{Routes, SourceIndex, Trunk},
     stamp,
     tls::ListenerTls,
@@ -126,6 +127,10 @@ pub struct Core {
     pub listeners: Listeners,
     /// Set once trunk sources have been resolved the first time.
     pub source_ready: tokio::sync::watch::Sender<bool>,
+    /// Calls-per-minute admission, shared with the other live proxies.
+    pub quota: FleetQuota,
+    /// Command-line settings applied to every configuration loaded.
+    pub overrides: super::ConfigOverrides,
     branch_prefix: String,
     seq: AtomicU64,
 }
@@ -143,8 +148,11 @@ impl Core {
         metrics: ProxyMetrics,
         listener_tls: ListenerTls,
         listeners: Listeners,
+        instance: &str,
     ) -> Self {
         Self {
+            quota: FleetQuota::new(instance, metrics.clone()),
+            overrides: super::ConfigOverrides::default(),
             routes: ArcSwap::from_pointee(routes),
             sources: ArcSwap::from_pointee(SourceIndex::default()),
             conns: Connections::default(),

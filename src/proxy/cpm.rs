@@ -23,6 +23,18 @@ struct Inner {
     admitted: VecDeque<Instant>,
 }
 
+impl Inner {
+    fn expire(&mut self, now: Instant) {
+        while let Some(&oldest) = self.admitted.front() {
+            if now.saturating_duration_since(oldest) >= WINDOW {
+                self.admitted.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
 impl CpmLimiter {
     pub fn new(limit: u32) -> Self {
         Self {
@@ -40,25 +52,63 @@ impl CpmLimiter {
         }
     }
 
+    pub fn limit(&self) -> u32 {
+        self.inner.lock().map(|i| i.limit).unwrap_or(0)
+    }
+
     /// Admits one call at `now`, or says how long until a slot frees up.
     pub fn try_acquire(&self, now: Instant) -> Result<(), Duration> {
+        self.take(now, 1, None).map(|_| ())
+    }
+
+    /// Admits one call against a smaller local share of the quota (the
+    /// fallback when the trunk's quota owner cannot be reached).
+    pub fn try_acquire_within(&self, now: Instant, share: u32) -> Result<(), Duration> {
+        self.take(now, 1, Some(share)).map(|_| ())
+    }
+
+    /// Grants up to `want` admissions at once (a token batch for a peer);
+    /// every granted one is stamped now, so an unused token is lost capacity,
+    /// never an extra call.
+    pub fn try_acquire_n(&self, now: Instant, want: u32) -> Result<u32, Duration> {
+        self.take(now, want, None)
+    }
+
+    /// Records an admission decided elsewhere (a token leased from the quota
+    /// owner), so this log stays the history of every call this process let
+    /// through: if it becomes the owner it starts from that, not from zero.
+    pub fn record(&self, now: Instant) {
         let Ok(mut inner) = self.inner.lock() else {
-            return Ok(()); // a poisoned lock must not stop calls
+            return;
         };
-        while let Some(&oldest) = inner.admitted.front() {
-            if now.saturating_duration_since(oldest) >= WINDOW {
-                inner.admitted.pop_front();
-            } else {
-                break;
-            }
+        inner.expire(now);
+        // Bounded even if an owner hand-over lets more through than the quota.
+        let cap = (inner.limit as usize).saturating_mul(2).max(1);
+        while inner.admitted.len() >= cap {
+            inner.admitted.pop_front();
         }
-        if (inner.admitted.len() as u64) < u64::from(inner.limit) {
+        inner.admitted.push_back(now);
+    }
+
+    fn take(&self, now: Instant, want: u32, share: Option<u32>) -> Result<u32, Duration> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Ok(want); // a poisoned lock must not stop calls
+        };
+        inner.expire(now);
+        let limit = share.map_or(inner.limit, |s| s.min(inner.limit));
+        let used = inner.admitted.len() as u64;
+        let free = u64::from(limit).saturating_sub(used);
+        if free == 0 {
+            // The slot that frees first is the oldest one above the limit.
+            let excess = (used - u64::from(limit)) as usize;
+            let oldest = inner.admitted.get(excess).copied().unwrap_or(now);
+            return Err((oldest + WINDOW).saturating_duration_since(now));
+        }
+        let granted = free.min(u64::from(want)) as u32;
+        for _ in 0..granted {
             inner.admitted.push_back(now);
-            Ok(())
-        } else {
-            let oldest = inner.admitted.front().copied().unwrap_or(now);
-            Err((oldest + WINDOW).saturating_duration_since(now))
         }
+        Ok(granted)
     }
 
     /// Admissions inside the current window.
@@ -123,6 +173,43 @@ mod tests {
             assert!(l.try_acquire(t0).is_ok());
         }
         l.set_limit(2);
+        assert!(l.try_acquire(t0).is_err());
+    }
+
+    #[test]
+    fn batches_are_partial_at_the_edge_and_stamped_at_grant() {
+        let l = CpmLimiter::new(10);
+        let t0 = Instant::now();
+        assert_eq!(l.try_acquire_n(t0, 4), Ok(4));
+        assert_eq!(l.try_acquire_n(t0, 4), Ok(4));
+        assert_eq!(l.try_acquire_n(t0, 4), Ok(2));
+        assert!(l.try_acquire_n(t0, 4).is_err());
+        assert!(l.try_acquire(t0 + Duration::from_secs(59)).is_err());
+        assert_eq!(l.try_acquire_n(t0 + WINDOW, 4), Ok(4));
+    }
+
+    #[test]
+    fn fallback_share_counts_everything_already_admitted() {
+        let l = CpmLimiter::new(10);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            l.record(t0);
+        }
+        assert!(l.try_acquire_within(t0, 5).is_ok());
+        let wait = l.try_acquire_within(t0, 5).unwrap_err();
+        assert_eq!(wait, WINDOW);
+        // The full quota still has room.
+        assert!(l.try_acquire(t0).is_ok());
+    }
+
+    #[test]
+    fn recorded_admissions_are_bounded() {
+        let l = CpmLimiter::new(3);
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            l.record(t0);
+        }
+        assert_eq!(l.in_window(t0), 6);
         assert!(l.try_acquire(t0).is_err());
     }
 }

@@ -9,6 +9,7 @@ pub mod call;
 pub mod cluster;
 pub mod core;
 pub mod cpm;
+pub mod quota;
 pub mod routes;
 pub mod stamp;
 pub mod tls;
@@ -16,7 +17,7 @@ pub mod transport;
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     sync::{Arc, atomic::AtomicBool},
     time::{Duration, Instant, SystemTime},
@@ -50,6 +51,44 @@ pub struct ProxyArgs {
     /// Log level when RUST_LOG is not set.
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Overrides `listen.tcp` of every configuration loaded (several
+    /// replicas on one host, or a debugging session beside the fleet).
+    #[arg(long, env = "VSIP_LISTEN_TCP")]
+    pub listen_tcp: Option<SocketAddr>,
+    /// Overrides `listen.tls` of every configuration loaded.
+    #[arg(long, env = "VSIP_LISTEN_TLS")]
+    pub listen_tls: Option<SocketAddr>,
+    /// Overrides `admin` of every configuration loaded.
+    #[arg(long, env = "VSIP_ADMIN")]
+    pub admin: Option<SocketAddr>,
+    /// Address the other proxies reach this one's admin listener at for quota
+    /// tokens (cluster mode). Defaults to the admin address when it is a
+    /// concrete IP, else 127.0.0.1.
+    #[arg(long, env = "POD_IP")]
+    pub peer_address: Option<IpAddr>,
+}
+
+/// Command-line settings that win over every configuration loaded, so a
+/// reload never moves a listener the operator of this process pinned.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConfigOverrides {
+    pub listen_tcp: Option<SocketAddr>,
+    pub listen_tls: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+impl ConfigOverrides {
+    pub fn apply(&self, config: &mut ProxyConfig) {
+        if let Some(a) = self.listen_tcp {
+            config.listen.tcp = Some(a);
+        }
+        if let Some(a) = self.listen_tls {
+            config.listen.tls = Some(a);
+        }
+        if let Some(a) = self.admin {
+            config.admin = Some(a);
+        }
+    }
 }
 
 enum ConfigSource {
@@ -94,7 +133,12 @@ fn load_file(path: &Path) -> anyhow::Result<ProxyConfig> {
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     telemetry::init_logging(&args.log_level);
-    let (config, source) = match (&args.config, &args.kube_config_secret) {
+    let overrides = ConfigOverrides {
+        listen_tcp: args.listen_tcp,
+        listen_tls: args.listen_tls,
+        admin: args.admin,
+    };
+    let (mut config, source) = match (&args.config, &args.kube_config_secret) {
         (Some(path), None) => (load_file(path)?, ConfigSource::File(path.clone())),
         (None, Some(secret)) => {
             let secret: cluster::SecretRef = secret.parse()?;
@@ -110,6 +154,11 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             ));
         }
     };
+    overrides.apply(&mut config);
+    let instance = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
     let registry = prometheus::Registry::new();
     let metrics = ProxyMetrics::new(&registry);
     let resolver = Resolver::new(&config.dns, &registry).map_err(|e| anyhow!("DNS: {e}"))?;
@@ -141,13 +190,16 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     };
     metrics.routes_trunks.set(routes.trunks.len() as i64);
     metrics.config_reloads.with_label_values(&["ok"]).inc();
-    let core = Arc::new(Core::new(
+    let mut core = Core::new(
         routes,
         resolver,
         metrics.clone(),
         listener_tls,
         listeners,
-    ));
+        &instance,
+    );
+    core.overrides = overrides;
+    let core = Arc::new(core);
     tokio::spawn(source_refresher(core.clone()));
     // Calls from trunks are only recognised once their FQDNs have resolved once.
     let mut source_ready = core.source_ready.subscribe();
@@ -161,11 +213,60 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             registry: registry.clone(),
             ready: ready.clone(),
         };
+        let router = admin::router(state).merge(quota::grant::router(core.clone()));
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(listener, state).await {
+            if let Err(e) = admin::serve_router(listener, router).await {
                 error!(error = %e, "admin server stopped");
             }
         });
+    }
+    let mut cleanup = None;
+    match source {
+        ConfigSource::File(path) => {
+            tokio::spawn(watch_config_file(core.clone(), path));
+        }
+        ConfigSource::Secret(client, secret) => {
+            let (run_tx, run_rx) = tokio::sync::watch::channel(cluster::Running {
+                revision: config.revision.clone().unwrap_or_default(),
+                secret_uid: None,
+            });
+            let endpoint = config
+                .admin
+                .map(|a| quota_endpoint(a, args.peer_address));
+            if endpoint.is_none() {
+                warn!("no admin listener: this proxy cannot share trunk quotas with its peers");
+            }
+            tokio::spawn(cluster::heartbeat(
+                client.clone(),
+                secret.clone(),
+                instance.clone(),
+                endpoint.clone(),
+                run_rx,
+            ));
+            tokio::spawn(cluster::watch_config(
+                core.clone(),
+                client.clone(),
+                secret.clone(),
+                run_tx,
+            ));
+            if let Some(endpoint) = endpoint {
+                let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+                let peers_core = core.clone();
+                tokio::spawn(quota::peers::watch(
+                    client.clone(),
+                    secret.namespace.clone(),
+                    instance.clone(),
+                    endpoint,
+                    core.quota.peers.clone(),
+                    ready_tx,
+                    move |set| peers_core.quota.peers_changed(set),
+                ));
+                // Until the peers are known every trunk would look locally owned.
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), ready_rx.wait_for(|r| *r)).await;
+            }
+            cleanup = Some((client, secret.namespace.clone()));
+        }
     }
     if let Some(l) = tcp {
         tokio::spawn(transport::serve_tcp(core.clone(), l));
@@ -179,25 +280,24 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         trunks = config.trunks.len(),
         "vsip proxy ready"
     );
-    match source {
-        ConfigSource::File(path) => {
-            tokio::spawn(watch_config_file(core.clone(), path));
-        }
-        ConfigSource::Secret(client, secret) => {
-            let (rev_tx, rev_rx) =
-                tokio::sync::watch::channel(config.revision.clone().unwrap_or_default());
-            let pod = std::env::var("POD_NAME")
-                .unwrap_or_else(|_| format!("local-{}", std::process::id()));
-            let namespace = secret.namespace.clone();
-            tokio::spawn(cluster::heartbeat(client.clone(), namespace, pod, rev_rx));
-            tokio::spawn(cluster::watch_config(core.clone(), client, secret, rev_tx));
-        }
-    }
     tokio::spawn(watch_listener_certificate(core.clone()));
 
     shutdown_signal().await;
     info!("shutting down");
+    if let Some((client, namespace)) = cleanup {
+        cluster::remove_heartbeat(client, &namespace, &instance).await;
+    }
     Ok(())
+}
+
+/// `http://ip:port` of this proxy's admin listener as its peers see it.
+fn quota_endpoint(admin: SocketAddr, peer_address: Option<IpAddr>) -> String {
+    let ip = match peer_address {
+        Some(ip) => ip,
+        None if !admin.ip().is_unspecified() => admin.ip(),
+        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    format!("http://{}", SocketAddr::new(ip, admin.port()))
 }
 
 async fn shutdown_signal() {
@@ -223,7 +323,8 @@ async fn shutdown_signal() {
 
 /// Applies a new configuration atomically; calls in progress keep the routes
 /// they started with.
-pub fn apply_config(core: &Arc<Core>, config: ProxyConfig) -> anyhow::Result<()> {
+pub fn apply_config(core: &Arc<Core>, mut config: ProxyConfig) -> anyhow::Result<()> {
+    core.overrides.apply(&mut config);
     let previous = core.routes.load_full();
     let routes = Routes::compile(config.clone(), &previous)?;
     if previous.config.listen != config.listen {

@@ -19,6 +19,21 @@ pub struct ProxyMetrics {
     pub dialog_requests: IntCounterVec,
     pub listener_cert_reloads: IntCounter,
     pub inflight_calls: IntGauge,
+    /// Fleet-wide quota: token requests to the trunk's owner, by result.
+    pub cpm_peer_requests: IntCounterVec,
+    /// Fleet-wide quota: token batches this proxy served as owner, by result.
+    pub cpm_grants_served: IntCounterVec,
+    /// Fleet-wide quota: calls decided on a local share (owner unreachable).
+    pub cpm_local_fallbacks: IntCounter,
+    /// Fleet-wide quota: live proxies this one counts (itself included).
+    pub cpm_peers: IntGauge,
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric definition");
+    reg.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -118,6 +133,33 @@ impl ProxyMetrics {
             ),
             listener_cert_reloads,
             inflight_calls,
+            cpm_peer_requests: counter(
+                reg,
+                "vsip_cpm_peer_requests_total",
+                "Quota token requests to a trunk's owner proxy (granted|exhausted|error)",
+                &["result"],
+            ),
+            cpm_grants_served: counter(
+                reg,
+                "vsip_cpm_grants_served_total",
+                "Quota token requests answered as a trunk's owner (granted|exhausted|unknown_trunk)",
+                &["result"],
+            ),
+            cpm_local_fallbacks: {
+                let c = IntCounter::new(
+                    "vsip_cpm_local_fallback_total",
+                    "Calls admitted or refused on a local share of the quota: owner unreachable",
+                )
+                .expect("static metric definition");
+                reg.register(Box::new(c.clone()))
+                    .expect("metric registered once");
+                c
+            },
+            cpm_peers: gauge(
+                reg,
+                "vsip_cpm_peers",
+                "Live proxies sharing trunk quotas, this one included",
+            ),
         }
     }
 }

@@ -4,8 +4,11 @@
 # (`vsip proxy --kube-config-secret`, config watched through the API server,
 # heartbeat Lease) → `kubectl wait --for=condition=Ready` → SIPp calls reach a
 # SIPp SBC found through a real DNS server → the record changes → calls follow →
-# suspended → 503 → trunk deleted → 404. Operator and proxy run as local
-# processes (no kubelet). Last line: "N passed, M failed".
+# suspended → 503 → trunk deleted → 404 → helm uninstall → the garbage collector
+# leaves nothing behind. The chart is installed with Helm (its operator pods never
+# run: no kubelet); the operator runs as a local process with the chart's
+# ServiceAccount token and its Deployment's arguments, the proxy likewise with its
+# own ServiceAccount, so RBAC is enforced for both. Last line: "N passed, M failed".
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -34,6 +37,12 @@ export KUBECONFIG="$STATE/kubeconfig"
 kubectl apply -f crds/vsip.io_virtualsiptrunks.yaml >/dev/null
 kubectl wait --for=condition=Established crd/virtualsiptrunks.vsip.io --timeout=30s >/dev/null
 kubectl create namespace vsip-system >/dev/null; kubectl create namespace acme >/dev/null
+# user kubeconfig for a ServiceAccount's token: sa_kubeconfig SA FILE
+sa_kubeconfig() {
+  local token; token="$(kubectl -n vsip-system create token "$1" --duration=1h)" || return 1
+  kubectl config view --minify --raw -o json \
+    | jq --arg t "$token" '.users = [{name: "sa", user: {token: $t}}] | .contexts[0].context.user = "sa"' >"$2"
+}
 
 say "lab DNS, SBCs (127.0.0.2 and 127.0.0.3), carrier"
 cat >"$WORK/dns.yaml" <<YAML
@@ -44,11 +53,20 @@ YAML
 bg_sipp -sf tests/scenarios/uas_rfc3261.xml -t t1 -i 127.0.0.2 -p "$SBC_PORT" -trace_msg -message_file "$WORK/sbc1.log"
 bg_sipp -sf tests/scenarios/uas_rfc3261.xml -t t1 -i 127.0.0.3 -p "$SBC_PORT" -trace_msg -message_file "$WORK/sbc2.log"
 
-say "operator and a cluster-mode proxy"
-"$VSIP" operator --fleet-namespace vsip-system --proxy-image ghcr.io/vsip/vsip:0.1.0 \
-  --metrics-addr "127.0.0.1:$OP_ADMIN" --dns-nameserver "127.0.0.1:$DNS_PORT" \
-  --upstream "sip:127.0.0.1:$CARRIER_PORT;transport=tcp" --signaling-domain pstn.example.net \
-  >"$WORK/operator.log" 2>&1 & PIDS+=($!)
+say "helm install the chart; the operator with its ServiceAccount token and Deployment's args"
+check "helm install vsip-operator charts/vsip-operator -n vsip-system" \
+  helm install vsip-operator charts/vsip-operator -n vsip-system \
+    --set "fleet.upstream=sip:127.0.0.1:$CARRIER_PORT;transport=tcp" --set fleet.signalingDomain=pstn.example.net \
+    --set "operator.dnsNameservers={127.0.0.1:$DNS_PORT}"
+OPKC="$WORK/operator.kubeconfig"
+sa_kubeconfig vsip-operator "$OPKC"
+# The installed Deployment's own args (--owner-deployment, --dns-nameserver, ...); only the
+# metrics port is local.
+mapfile -t opargs < <(kubectl -n vsip-system get deploy vsip-operator -o json \
+  | jq -r '.spec.template.spec.containers[0].args[]' | grep -v '^--metrics-addr=')
+say "operator args from the installed Deployment: ${opargs[*]}"
+POD_NAMESPACE=vsip-system POD_NAME=calls-check-operator KUBECONFIG="$OPKC" \
+  "$VSIP" "${opargs[@]}" --metrics-addr "127.0.0.1:$OP_ADMIN" >"$WORK/operator.log" 2>&1 & OP_PID=$!; PIDS+=("$OP_PID")
 fleet_ready() {
   for _ in $(seq 60); do
     kubectl -n vsip-system get deploy/vsip-proxy sa/vsip-proxy >/dev/null 2>&1 && return 0; sleep 1
@@ -58,14 +76,12 @@ fleet_ready() {
 check "the operator renders the proxy fleet (Deployment, ServiceAccount)" fleet_ready
 # The proxy runs with its own ServiceAccount's token (RBAC enforced, not assumed)
 # and the arguments of the Deployment the operator rendered.
-token="$(kubectl -n vsip-system create token vsip-proxy --duration=1h)"
 KC="$WORK/proxy.kubeconfig"
-kubectl config view --minify --raw -o json \
-  | jq --arg t "$token" '.users = [{name: "proxy", user: {token: $t}}] | .contexts[0].context.user = "proxy"' >"$KC"
+sa_kubeconfig vsip-proxy "$KC"
 mapfile -t proxy_args < <(kubectl -n vsip-system get deploy vsip-proxy -o json | jq -r '.spec.template.spec.containers[0].args[]')
 say "proxy args from the rendered Deployment: ${proxy_args[*]}"
-KUBECONFIG="$KC" POD_NAME=proxy-e2e-0 POD_NAMESPACE=vsip-system "$VSIP" "${proxy_args[@]}" \
-  >"$WORK/proxy.log" 2>&1 & PIDS+=($!)
+KUBECONFIG="$KC" POD_NAME=proxy-e2e-0 POD_NAMESPACE=vsip-system POD_IP=127.0.0.1 "$VSIP" "${proxy_args[@]}" \
+  >"$WORK/proxy.log" 2>&1 & PROXY_PID=$!; PIDS+=("$PROXY_PID")
 
 cat >"$WORK/trunk.yaml" <<YAML
 apiVersion: vsip.io/v1alpha1
@@ -119,7 +135,31 @@ sleep 2
 check "deleted trunk: its number now gets 404" calls 404 1
 
 check "the proxy (own ServiceAccount) was never refused by RBAC" bash -c "! grep -qi forbidden '$WORK/proxy.log'"
+check "the operator (chart's ServiceAccount) was never refused by RBAC" bash -c "! grep -qi forbidden '$WORK/operator.log'"
 check "the proxy heartbeats a Lease naming its revision" \
   bash -c "kubectl -n vsip-system get lease vsip-proxy-proxy-e2e-0 -o jsonpath='{.metadata.annotations.vsip\.io/config-revision}' | grep -q ."
+
+# helm uninstall: Helm deletes the operator's Deployment; the garbage collector deletes what
+# it owns (the fleet, the config Secret, the leader Lease) and, through the Secret, the
+# proxies' heartbeat Leases. The kubelet would SIGTERM the pods as their Deployments go;
+# here the local processes get it at the same points.
+check "helm uninstall vsip-operator" helm uninstall vsip-operator -n vsip-system --wait --timeout 60s
+stop() { kill -TERM "$1" 2>/dev/null; for _ in $(seq 30); do kill -0 "$1" 2>/dev/null || return 0; sleep 1; done; kill -KILL "$1" 2>/dev/null; return 1; }
+check "the operator stops on SIGTERM (its pods are deleted with the Deployment)" stop "$OP_PID"
+fleet_deleted() { for _ in $(seq 60); do kubectl -n vsip-system get deploy/vsip-proxy >/dev/null 2>&1 || return 0; sleep 1; done; return 1; }
+check "the garbage collector deletes deploy/vsip-proxy (owned by deploy/vsip-operator)" fleet_deleted
+check "the proxy stops on SIGTERM (its pods are deleted with deploy/vsip-proxy)" stop "$PROXY_PID"
+nothing_left() {
+  local left
+  for _ in $(seq 60); do
+    left="$(kubectl -n vsip-system get deploy,rs,svc,pdb,sa,role,rolebinding -l app.kubernetes.io/managed-by=vsip-operator -o name 2>/dev/null
+            kubectl -n vsip-system get secret/vsip-proxy-config -o name 2>/dev/null
+            kubectl -n vsip-system get leases,pods -o name 2>/dev/null)"
+    [ -z "$left" ] && return 0
+    sleep 1
+  done
+  echo "left after 60 s:"; echo "$left"; kubectl -n vsip-system get leases -o yaml; return 1
+}
+check "after uninstall nothing is left: no vsip-proxy object, no Secret vsip-proxy-config, no heartbeat or leader Lease, no pod" nothing_left
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -103,7 +103,8 @@ flags_ok() {
   grep -qx -- '--upstream=sip:carrier.example.net:5060;transport=tcp' <<<"$args" &&
   grep -qx -- '--listener-cert-secret=vsip-listener-tls' <<<"$args" &&
   grep -qx -- '--namespaces=acme,globex' <<<"$args" &&
-  grep -qx -- '--proxy-image=ghcr.io/vsip/vsip:0.1.0' <<<"$args"
+  grep -qx -- '--proxy-image=ghcr.io/vsip/vsip:0.1.0' <<<"$args" &&
+  grep -qx -- '--owner-deployment=vsip-operator' <<<"$args"
 }
 check "operator args map values onto real OperatorArgs flags" flags_ok
 
@@ -250,7 +251,9 @@ rbac_ok() {
            "create deployments.apps -n $NS" "patch deployments.apps -n $NS" "patch services -n $NS" \
            "patch poddisruptionbudgets.policy -n $NS" "patch serviceaccounts -n $NS" \
            "patch roles.rbac.authorization.k8s.io -n $NS" "patch rolebindings.rbac.authorization.k8s.io -n $NS" \
-           "patch secrets -n $NS" "create leases.coordination.k8s.io -n $NS" "update leases.coordination.k8s.io -n $NS"; do
+           "patch secrets -n $NS" "create leases.coordination.k8s.io -n $NS" "update leases.coordination.k8s.io -n $NS" \
+           "get deployments.apps/vsip-operator -n $NS" "list leases.coordination.k8s.io -n $NS" \
+           "watch leases.coordination.k8s.io -n $NS" "delete leases.coordination.k8s.io -n $NS"; do
     # shellcheck disable=SC2086
     can $r || { echo "operator cannot: $r"; return 1; }
   done
@@ -258,7 +261,8 @@ rbac_ok() {
            "patch virtualsiptrunks.vsip.io -n acme" "update virtualsiptrunks.vsip.io --subresource=status -n acme" "delete virtualsiptrunks.vsip.io -n acme" \
            "create roles.rbac.authorization.k8s.io -n acme" "create leases.coordination.k8s.io -n acme" \
            "escalate roles.rbac.authorization.k8s.io -n $NS" "bind roles.rbac.authorization.k8s.io -n $NS" \
-           "delete deployments.apps -n $NS" "get pods -n $NS" "'*' '*'"; do
+           "delete deployments.apps -n $NS" "get pods -n $NS" "delete leases.coordination.k8s.io -n acme" \
+           "update deployments.apps --subresource=finalizers -n $NS" "'*' '*'"; do
     # shellcheck disable=SC2086
     eval cannot $r || { echo "operator can (should not): $r"; return 1; }
   done
@@ -308,6 +312,45 @@ EOF
     kubectl -n "$NS" get all,sa,role,rolebinding,secret; tail -n 20 "$WORK/operator.log"; return 1
   }
   check "operator (SA token) leads and applies the fleet: vsip-proxy Deployment/Service/PDB/SA/Role/RoleBinding + Secret vsip-proxy-config" fleet_created
+  # --owner-deployment (the chart's): every fleet object and the leader Lease name the
+  # operator's Deployment (its UID) as owner, so helm uninstall garbage-collects them.
+  owned() {
+    local uid o refs
+    uid="$(kubectl -n "$NS" get deploy vsip-operator -o jsonpath='{.metadata.uid}')"
+    [ -n "$uid" ] || { echo "no operator Deployment UID"; return 1; }
+    for o in deployment/vsip-proxy service/vsip-proxy poddisruptionbudget/vsip-proxy serviceaccount/vsip-proxy \
+             role/vsip-proxy rolebinding/vsip-proxy secret/vsip-proxy-config lease/vsip-operator; do
+      refs="$(kubectl -n "$NS" get "$o" -o json | jq -c '.metadata.ownerReferences')"
+      jq -e --arg uid "$uid" 'length == 1 and .[0].apiVersion == "apps/v1" and .[0].kind == "Deployment"
+        and .[0].name == "vsip-operator" and .[0].uid == $uid and .[0].controller == true
+        and (.[0].blockOwnerDeletion | not)' <<<"$refs" >/dev/null || { echo "$o: ownerReferences $refs"; return 1; }
+    done
+  }
+  check "fleet objects, config Secret and leader Lease are owned by deploy/vsip-operator (--owner-deployment)" owned
+  proxy_env() {
+    kubectl -n "$NS" get deploy vsip-proxy -o json | jq -e '[.spec.template.spec.containers[0].env[]
+      | "\(.name)=\(.valueFrom.fieldRef.fieldPath)"] == ["POD_NAME=metadata.name", "POD_NAMESPACE=metadata.namespace", "POD_IP=status.podIP"]'
+  }
+  check "proxy Deployment: POD_NAME, POD_NAMESPACE, POD_IP from the downward API" proxy_env
+  # The proxies' Role, as created by the operator (the API refuses to let it grant more than
+  # it holds): their config Secret read-only; Leases incl. list/watch (peers) and delete (own).
+  PSA="system:serviceaccount:$NS:vsip-proxy"
+  proxy_rbac() {
+    local r
+    for r in "get secrets/vsip-proxy-config -n $NS" "watch secrets/vsip-proxy-config -n $NS" \
+             "create leases.coordination.k8s.io -n $NS" "update leases.coordination.k8s.io -n $NS" \
+             "list leases.coordination.k8s.io -n $NS" "watch leases.coordination.k8s.io -n $NS" \
+             "delete leases.coordination.k8s.io -n $NS"; do
+      # shellcheck disable=SC2086
+      kubectl auth can-i --as="$PSA" $r >/dev/null 2>&1 || { echo "proxy cannot: $r"; return 1; }
+    done
+    for r in "get secrets/vsip-operator-other -n $NS" "list secrets -n $NS" "patch secrets/vsip-proxy-config -n $NS" \
+             "create leases.coordination.k8s.io -n acme" "get pods -n $NS" "list virtualsiptrunks.vsip.io -A"; do
+      # shellcheck disable=SC2086
+      ! kubectl auth can-i --as="$PSA" $r >/dev/null 2>&1 || { echo "proxy can (should not): $r"; return 1; }
+    done
+  }
+  check "proxy RBAC (Role vsip-proxy): config Secret read-only, Leases get/list/watch/create/update/patch/delete, nothing else" proxy_rbac
   check "proxy pods admitted under the restricted Pod Security Standard" bash -c \
     "for i in \$(seq 1 60); do [ \"\$(kubectl -n $NS get pods -l app.kubernetes.io/component=proxy -o name | wc -l)\" -ge 2 ] && exit 0; sleep 1; done; exit 1"
   check "apply the samples for real (kubectl apply -k config/samples)" kubectl apply -k config/samples
@@ -365,4 +408,20 @@ removed() {
   return 1
 }
 check "helm uninstall removed the operator's objects" removed
+# The fleet, the rendered Secret and the Leases are owned by the operator's Deployment: the
+# garbage collector (kube-controller-manager) deletes them once Helm deleted it.
+fleet_collected() {
+  local i left
+  for i in $(seq 1 60); do
+    left="$(kubectl -n "$NS" get deploy,rs,svc,pdb,sa,role,rolebinding -l app.kubernetes.io/managed-by=vsip-operator -o name 2>/dev/null
+            kubectl -n "$NS" get secret/vsip-proxy-config -o name 2>/dev/null
+            kubectl -n "$NS" get leases,pods -o name 2>/dev/null)"
+    [ -z "$left" ] && return 0
+    sleep 1
+  done
+  echo "left after 60 s:"; echo "$left"; return 1
+}
+if [ -n "$VSIP_BIN" ] && [ -x "$VSIP_BIN" ]; then
+  check "garbage collection after uninstall: no vsip-proxy object, no Secret vsip-proxy-config, no Lease, no pod left" fleet_collected
+fi
 check "the CRD stays after uninstall (Helm never deletes crds/; trunks survive)" kubectl get crd virtualsiptrunks.vsip.io -o name

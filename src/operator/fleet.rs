@@ -3,6 +3,11 @@
 //!
 //! Builders are pure (unit-tested); [`FleetApplier`] writes them with server-side apply under
 //! one field manager, and only when their content changed since the last write.
+//!
+//! Ownership: with `--owner-deployment` (the chart sets it to the operator's own Deployment)
+//! every fleet object carries an ownerReference to that Deployment, so deleting it
+//! (`helm uninstall`) lets the garbage collector delete the whole fleet. Without it (an
+//! operator run by hand) the objects are unowned and stay until deleted.
 
 use std::{collections::BTreeMap, collections::HashMap, net::SocketAddr, path::PathBuf};
 
@@ -22,7 +27,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::{
         api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, ObjectMeta},
+        apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference},
         util::intstr::IntOrString,
     },
 };
@@ -64,6 +69,9 @@ pub struct FleetSettings {
     pub listener_cert_secret: Option<String>,
     /// Resolvers the proxies use (rendered into their configuration).
     pub dns: crate::config::DnsConfig,
+    /// Owner of every fleet object (the operator's Deployment, same namespace); `None` =
+    /// unowned objects.
+    pub owner: Option<OwnerReference>,
 }
 
 impl FleetSettings {
@@ -80,6 +88,7 @@ impl FleetSettings {
             header_prefix: crate::config::DEFAULT_HEADER_PREFIX.into(),
             listener_cert_secret: None,
             dns: Default::default(),
+            owner: None,
         }
     }
 
@@ -121,11 +130,27 @@ pub fn selector_labels() -> BTreeMap<String, String> {
     ])
 }
 
+/// The ownerReference naming the operator's Deployment as the fleet's owner: `controller`
+/// (the operator manages these objects), `blockOwnerDeletion: false` (deleting the operator
+/// never waits for the fleet, and setting it needs no `deployments/finalizers` permission).
+/// `None` when the Deployment has no UID (not read from the API).
+pub fn owner_reference(owner: &Deployment) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: owner.metadata.name.clone()?,
+        uid: owner.metadata.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: Some(false),
+    })
+}
+
 fn meta(name: &str, fleet: &FleetSettings) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
         namespace: Some(fleet.namespace.clone()),
         labels: Some(labels()),
+        owner_references: fleet.owner.clone().map(|o| vec![o]),
         ..Default::default()
     }
 }
@@ -154,7 +179,10 @@ pub fn service_account(fleet: &FleetSettings) -> ServiceAccount {
     }
 }
 
-/// Least privilege for the proxies: read their one config Secret, keep their heartbeat Leases.
+/// Least privilege for the proxies: read their one config Secret; keep their heartbeat Lease
+/// (create, renew, delete it on shutdown) and read their peers' (list/watch: the fleet-wide
+/// CPM quota finds the live proxies through them). Lease names are per pod, so those rules
+/// cannot name resources.
 pub fn role(fleet: &FleetSettings) -> Role {
     Role {
         metadata: meta(PROXY_NAME, fleet),
@@ -169,18 +197,18 @@ pub fn role(fleet: &FleetSettings) -> Role {
             PolicyRule {
                 api_groups: Some(vec!["coordination.k8s.io".into()]),
                 resources: Some(vec!["leases".into()]),
-                verbs: vec!["create".into()],
-                ..Default::default()
-            },
-            PolicyRule {
-                api_groups: Some(vec!["coordination.k8s.io".into()]),
-                resources: Some(vec!["leases".into()]),
-                verbs: vec!["get".into(), "update".into(), "patch".into()],
+                verbs: PROXY_LEASE_VERBS.iter().map(|v| (*v).into()).collect(),
                 ..Default::default()
             },
         ]),
     }
 }
+
+/// What the proxies may do with Leases in the fleet namespace (the operator must hold all of
+/// it to grant it: charts/vsip-operator/templates/rbac.yaml).
+pub const PROXY_LEASE_VERBS: [&str; 7] = [
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
 
 pub fn role_binding(fleet: &FleetSettings) -> RoleBinding {
     RoleBinding {
@@ -277,6 +305,8 @@ pub fn deployment(fleet: &FleetSettings) -> Deployment {
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
+            // Where peers reach this proxy's quota endpoint (admin port).
+            field_env("POD_IP", "status.podIP"),
         ]),
         ports: Some(ports),
         readiness_probe: Some(http_probe("/readyz", 5)),
@@ -554,29 +584,134 @@ mod tests {
     fn role_is_least_privilege() {
         let r = role(&FleetSettings::for_tests());
         let rules = r.rules.expect("rules");
+        // Secrets: only the config Secret, read-only.
+        let secrets: Vec<_> = rules
+            .iter()
+            .filter(|r| r.resources.as_deref() == Some(&["secrets".to_string()][..]))
+            .collect();
+        assert_eq!(secrets.len(), 1);
         assert_eq!(
-            rules[0].resource_names.as_deref(),
+            secrets[0].resource_names.as_deref(),
             Some(&[CONFIG_SECRET.to_string()][..])
         );
-        assert!(
-            rules
-                .iter()
-                .all(|r| !r.verbs.iter().any(|v| v == "*" || v == "delete"))
+        assert_eq!(secrets[0].verbs, ["get", "list", "watch"]);
+        // Leases: their heartbeats (create/renew/delete their own, list/watch the peers').
+        let leases: Vec<_> = rules
+            .iter()
+            .filter(|r| r.resources.as_deref() == Some(&["leases".to_string()][..]))
+            .collect();
+        assert_eq!(leases.len(), 1);
+        assert_eq!(
+            leases[0].api_groups.as_deref(),
+            Some(&["coordination.k8s.io".to_string()][..])
         );
+        assert_eq!(
+            leases[0].verbs,
+            [
+                "get", "list", "watch", "create", "update", "patch", "delete"
+            ]
+        );
+        // Nothing else, no wildcard.
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().all(|r| {
+            !r.verbs.iter().any(|v| v == "*")
+                && !r.resources.iter().flatten().any(|x| x == "*")
+                && !r.api_groups.iter().flatten().any(|x| x == "*")
+        }));
+    }
+
+    #[test]
+    fn proxies_get_pod_name_namespace_and_ip_from_the_downward_api() {
+        let d = deployment(&FleetSettings::for_tests());
+        let c = &d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod")
+            .containers[0];
+        let env: Vec<(String, String)> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| {
+                let path = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.field_ref.as_ref())
+                    .map(|f| f.field_path.clone())
+                    .unwrap_or_default();
+                (e.name.clone(), path)
+            })
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("POD_NAME".to_string(), "metadata.name".to_string()),
+                (
+                    "POD_NAMESPACE".to_string(),
+                    "metadata.namespace".to_string()
+                ),
+                ("POD_IP".to_string(), "status.podIP".to_string()),
+            ]
+        );
+    }
+
+    fn all_metas(f: &FleetSettings) -> Vec<ObjectMeta> {
+        vec![
+            deployment(f).metadata,
+            service(f).metadata,
+            pod_disruption_budget(f).metadata,
+            service_account(f).metadata,
+            role(f).metadata,
+            role_binding(f).metadata,
+            config_secret(
+                &super::super::render::render(&[], &Default::default(), f).config,
+                f,
+            )
+            .metadata,
+        ]
+    }
+
+    #[test]
+    fn owned_by_the_operator_deployment_when_given() {
+        let unowned = FleetSettings::for_tests();
+        assert!(
+            all_metas(&unowned)
+                .iter()
+                .all(|m| m.owner_references.is_none())
+        );
+        let operator = Deployment {
+            metadata: ObjectMeta {
+                name: Some("vsip-operator".into()),
+                namespace: Some("vsip-system".into()),
+                uid: Some("6a0e3d1c-0000-4000-8000-000000000001".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let owner = owner_reference(&operator).expect("owner");
+        assert_eq!(owner.api_version, "apps/v1");
+        assert_eq!(owner.kind, "Deployment");
+        assert_eq!(owner.name, "vsip-operator");
+        assert_eq!(owner.uid, "6a0e3d1c-0000-4000-8000-000000000001");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(owner.block_owner_deletion, Some(false));
+        let owned = FleetSettings {
+            owner: Some(owner.clone()),
+            ..FleetSettings::for_tests()
+        };
+        for m in all_metas(&owned) {
+            assert_eq!(m.owner_references.as_deref(), Some(&[owner.clone()][..]));
+        }
+        // No UID (not read from the API): no reference.
+        let mut unread = operator;
+        unread.metadata.uid = None;
+        assert!(owner_reference(&unread).is_none());
     }
 
     #[test]
     fn every_object_is_labelled() {
-        let f = FleetSettings::for_tests();
-        let metas = [
-            deployment(&f).metadata,
-            service(&f).metadata,
-            pod_disruption_budget(&f).metadata,
-            service_account(&f).metadata,
-            role(&f).metadata,
-            role_binding(&f).metadata,
-        ];
-        for m in metas {
+        for m in all_metas(&FleetSettings::for_tests()) {
             let l = m.labels.expect("labels");
             assert_eq!(l["app.kubernetes.io/managed-by"], FIELD_MANAGER);
             assert_eq!(m.namespace.as_deref(), Some("vsip-system"));

@@ -11,6 +11,10 @@
 //! Leader election: every replica serves `/healthz`, `/readyz` and `/metrics`; only the
 //! holder of the `vsip-operator` Lease reconciles. Losing the Lease stops the process (a fresh
 //! start is the safe way back to standby); SIGTERM drains reconciles and releases the Lease.
+//!
+//! Ownership: `--owner-deployment` (set by the chart to the operator's own Deployment) makes
+//! that Deployment the owner of the fleet objects, the config Secret and the leader Lease, so
+//! `helm uninstall` leaves nothing behind (garbage collection; docs/operations.md, Uninstall).
 
 pub mod controller;
 pub mod crdgen;
@@ -85,12 +89,25 @@ pub struct OperatorArgs {
     /// Resolver(s) the operator uses for `DnsResolved` (`ip:port`); system resolver when empty.
     #[arg(long = "dns-nameserver")]
     pub dns_nameservers: Vec<SocketAddr>,
+    /// Boxed: keeps `vsip`'s subcommand enum small (clippy::large_enum_variant).
+    #[command(flatten)]
+    pub leadership: Box<LeadershipArgs>,
+}
+
+/// Leader election, and the owner of what the operator writes in the fleet namespace.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LeadershipArgs {
     /// Name of the leader-election Lease (fleet namespace).
     #[arg(long, default_value = "vsip-operator")]
     pub leader_lease: String,
     /// Run without leader election (a single replica, tests).
     #[arg(long)]
     pub no_leader_election: bool,
+    /// The operator's own Deployment (fleet namespace). Every fleet object and the leader
+    /// Lease get an ownerReference to it, so deleting it (`helm uninstall`) garbage-collects
+    /// them. Without it the objects are unowned (an operator run by hand).
+    #[arg(long, env = "VSIP_OWNER_DEPLOYMENT")]
+    pub owner_deployment: Option<String>,
 }
 
 /// Type of the proxies' Service.
@@ -144,8 +161,53 @@ impl OperatorArgs {
                 nameservers: self.dns_nameservers.clone(),
                 ..DnsConfig::default()
             },
+            // Filled in by `run` from the API (`--owner-deployment`).
+            owner: None,
         }
     }
+}
+
+/// The ownerReference to `--owner-deployment`, read from the API (its UID).
+async fn owner_reference(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let deployment = api
+        .get(name)
+        .await
+        .with_context(|| format!("reading the owner Deployment {namespace}/{name}"))?;
+    fleet::owner_reference(&deployment)
+        .with_context(|| format!("the owner Deployment {namespace}/{name} has no UID"))
+}
+
+/// Makes the leader-election Lease owned by the operator's Deployment (creating it empty when
+/// missing, as the lease manager would). Server-side apply of `metadata.ownerReferences` only,
+/// under the operator's field manager: the lease manager's own writes (spec, strategic-merge
+/// patches) never touch it.
+async fn own_leader_lease(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> anyhow::Result<()> {
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": { "name": name, "namespace": namespace, "ownerReferences": [owner] },
+    });
+    api.patch(
+        name,
+        &kube::api::PatchParams::apply(FIELD_MANAGER),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+    .with_context(|| format!("setting the owner of the leader Lease {namespace}/{name}"))?;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -174,10 +236,15 @@ async fn termination() {
 /// `vsip operator`.
 pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logging("info");
-    let fleet = args.fleet();
+    let mut fleet = args.fleet();
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
+    if let Some(name) = &args.leadership.owner_deployment {
+        let owner = owner_reference(&client, &fleet.namespace, name).await?;
+        tracing::info!(owner = %format!("Deployment/{}/{name}", fleet.namespace), uid = %owner.uid, "fleet objects are owned by the operator's Deployment");
+        fleet.owner = Some(owner);
+    }
 
     let registry = prometheus::Registry::new();
     let metrics = metrics::Metrics::new(&registry)?;
@@ -210,8 +277,17 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
 
     // Leader election: standby replicas are ready (serving metrics) but idle.
     let mut leadership = None;
-    if !args.no_leader_election {
-        let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_lease)
+    if !args.leadership.no_leader_election {
+        if let Some(owner) = &fleet.owner {
+            own_leader_lease(
+                &client,
+                &fleet.namespace,
+                &args.leadership.leader_lease,
+                owner,
+            )
+            .await?;
+        }
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.leadership.leader_lease)
             .with_namespace(&fleet.namespace)
             .with_identity(&identity)
             .with_field_manager(format!("{FIELD_MANAGER}-lease"))
@@ -222,7 +298,7 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             .context("leader election Lease")?;
         let (mut rx, task) = manager.watch().await;
         ready.store(true, Ordering::Relaxed);
-        tracing::info!(identity = %identity, lease = %args.leader_lease, "waiting for leadership");
+        tracing::info!(identity = %identity, lease = %args.leadership.leader_lease, "waiting for leadership");
         loop {
             if *rx.borrow_and_update() {
                 break;

@@ -37,6 +37,7 @@ test-e2e:
 	bash e2e/chart-check.sh
 	bash e2e/calls-check.sh
 	bash e2e/fleet-cpm-check.sh
+	bash e2e/operator-check.sh
 
 demo-standalone: deps build
 	bash scripts/demo-standalone.sh

@@ -233,6 +233,29 @@ async fn termination() {
     }
 }
 
+/// Retries a start-up call against the API server every 2 s until it works
+/// (`Some`) or the process is told to stop (`None`).
+async fn retry_until_stopped<T, F, Fut>(
+    what: &str,
+    terminated: &futures::future::Shared<BoxFuture<'static, ()>>,
+    mut call: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    loop {
+        match call().await {
+            Ok(v) => return Some(v),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "{what}: retrying in 2 s"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = terminated.clone() => return None,
+        }
+    }
+}
+
 /// `vsip operator`.
 pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     crate::telemetry::init_logging("info");
@@ -240,8 +263,17 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
+    let terminated: futures::future::Shared<BoxFuture<'static, ()>> =
+        termination().boxed().shared();
     if let Some(name) = &args.leadership.owner_deployment {
-        let owner = owner_reference(&client, &fleet.namespace, name).await?;
+        let Some(owner) =
+            retry_until_stopped("reading the operator's Deployment", &terminated, || {
+                owner_reference(&client, &fleet.namespace, name)
+            })
+            .await
+        else {
+            return Ok(());
+        };
         tracing::info!(owner = %format!("Deployment/{}/{name}", fleet.namespace), uid = %owner.uid, "fleet objects are owned by the operator's Deployment");
         fleet.owner = Some(owner);
     }
@@ -270,8 +302,6 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     });
     tracing::info!(addr = %args.metrics_addr, namespaces = ?args.namespaces, fleet = %fleet.namespace, "operator starting");
 
-    let terminated: futures::future::Shared<BoxFuture<'static, ()>> =
-        termination().boxed().shared();
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("vsip-operator-{:016x}", rand::random::<u64>()));
 
@@ -279,23 +309,35 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     let mut leadership = None;
     if !args.leadership.no_leader_election {
         if let Some(owner) = &fleet.owner {
-            own_leader_lease(
-                &client,
-                &fleet.namespace,
-                &args.leadership.leader_lease,
-                owner,
-            )
-            .await?;
+            let owned = retry_until_stopped("owning the leader Lease", &terminated, || {
+                own_leader_lease(
+                    &client,
+                    &fleet.namespace,
+                    &args.leadership.leader_lease,
+                    owner,
+                )
+            })
+            .await;
+            if owned.is_none() {
+                return Ok(());
+            }
         }
-        let manager = LeaseManagerBuilder::new(client.clone(), &args.leadership.leader_lease)
-            .with_namespace(&fleet.namespace)
-            .with_identity(&identity)
-            .with_field_manager(format!("{FIELD_MANAGER}-lease"))
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await
-            .context("leader election Lease")?;
+        // The API server may be restarting: wait for it rather than exit.
+        let Some(manager) = retry_until_stopped("leader election Lease", &terminated, || async {
+            LeaseManagerBuilder::new(client.clone(), &args.leadership.leader_lease)
+                .with_namespace(&fleet.namespace)
+                .with_identity(&identity)
+                .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+                .with_duration(15)
+                .with_grace(5)
+                .build()
+                .await
+                .map_err(anyhow::Error::from)
+        })
+        .await
+        else {
+            return Ok(());
+        };
         let (mut rx, task) = manager.watch().await;
         ready.store(true, Ordering::Relaxed);
         tracing::info!(identity = %identity, lease = %args.leadership.leader_lease, "waiting for leadership");

@@ -105,7 +105,11 @@ pub fn router(core: Arc<Core>) -> Router {
 
 async fn serve_grant(State(core): State<Arc<Core>>, body: Bytes) -> impl IntoResponse {
     if body.len() > MAX_BODY {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request too large\n".to_owned()).into_response();
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request too large\n".to_owned(),
+        )
+            .into_response();
     }
     let req: GrantRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

@@ -233,7 +233,10 @@ mod tests {
             *per_owner.entry(owners[0].to_owned()).or_insert(0) += 1;
         }
         // Roughly a third each.
-        assert!(per_owner.values().all(|n| (800..1200).contains(n)), "{per_owner:?}");
+        assert!(
+            per_owner.values().all(|n| (800..1200).contains(n)),
+            "{per_owner:?}"
+        );
     }
 
     #[test]

@@ -50,7 +50,19 @@ struct Tokens {
 struct Held {
     count: u32,
     expires: Option<Instant>,
+    /// After the owner said "exhausted": refuse locally until `ask_after`
+    /// (at most [`EXHAUSTED_RECHECK`]) instead of asking on every refused call.
+    refused: Option<Refused>,
 }
+
+#[derive(Clone, Copy)]
+struct Refused {
+    ask_after: Instant,
+    retry_at: Instant,
+}
+
+/// How long a proxy trusts an owner's "exhausted" before asking again.
+pub const EXHAUSTED_RECHECK: Duration = Duration::from_secs(1);
 
 impl Tokens {
     fn take(&self, now: Instant) -> bool {
@@ -73,7 +85,24 @@ impl Tokens {
         if let Ok(mut h) = self.held.lock() {
             h.count = count;
             h.expires = Some(expires);
+            h.refused = None;
         }
+    }
+
+    fn refuse(&self, now: Instant, wait: Duration) {
+        if let Ok(mut h) = self.held.lock() {
+            h.refused = Some(Refused {
+                ask_after: now + wait.min(EXHAUSTED_RECHECK),
+                retry_at: now + wait,
+            });
+        }
+    }
+
+    /// Still inside a recent "exhausted" answer: how long the caller should wait.
+    fn refused(&self, now: Instant) -> Option<Duration> {
+        let h = self.held.lock().ok()?;
+        let r = h.refused?;
+        (now < r.ask_after).then(|| r.retry_at.saturating_duration_since(now))
     }
 }
 
@@ -108,11 +137,17 @@ impl FleetQuota {
             log.record(Instant::now());
             return Ok(());
         }
+        if let Some(wait) = tokens.refused(Instant::now()) {
+            return Err(wait);
+        }
         let _refill = tokens.refill.lock().await;
-        // Another call may have refilled while this one waited.
+        // Another call may have refilled (or been refused) while this one waited.
         if tokens.take(Instant::now()) {
             log.record(Instant::now());
             return Ok(());
+        }
+        if let Some(wait) = tokens.refused(Instant::now()) {
+            return Err(wait);
         }
         let quota = log.limit();
         let want = batch_size(quota, peers.len());
@@ -138,7 +173,9 @@ impl FleetQuota {
                     .cpm_peer_requests
                     .with_label_values(&["exhausted"])
                     .inc();
-                Err(Duration::from_millis(answer.retry_after_ms))
+                let wait = Duration::from_millis(answer.retry_after_ms);
+                tokens.refuse(Instant::now(), wait);
+                Err(wait)
             }
             Ok(Err(e)) => self.fallback(trunk, &peers, &owner.name, &e.to_string()),
             Err(_) => self.fallback(trunk, &peers, &owner.name, "timed out"),
@@ -222,5 +259,24 @@ mod tests {
         t.put(5, now + TOKEN_TTL);
         assert!(!t.take(now + TOKEN_TTL));
         assert!(!t.take(now));
+    }
+
+    #[test]
+    fn an_exhausted_answer_is_trusted_for_a_second_at_most() {
+        let t = Tokens::default();
+        let now = Instant::now();
+        t.refuse(now, Duration::from_secs(30));
+        assert_eq!(t.refused(now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            t.refused(now + Duration::from_millis(500)),
+            Some(Duration::from_millis(29_500))
+        );
+        assert_eq!(t.refused(now + EXHAUSTED_RECHECK), None);
+        t.refuse(now, Duration::from_millis(200));
+        assert_eq!(t.refused(now + Duration::from_millis(200)), None);
+        // A grant clears it.
+        t.refuse(now, Duration::from_secs(30));
+        t.put(3, now + TOKEN_TTL);
+        assert_eq!(t.refused(now), None);
     }
 }

@@ -303,3 +303,53 @@ fn framed_but_malformed_requests_get_400_and_the_connection_stays_usable() {
     }
     assert_eq!(proxy.get("/healthz").0, 200);
 }
+
+#[test]
+fn in_dialog_request_with_a_route_we_did_not_sign_is_refused_not_relayed() {
+    let (_dns, proxy, _) = lab();
+    // Whatever the proxy relayed here would make it an open relay.
+    let victim = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    victim.set_nonblocking(true).unwrap();
+    let v = victim.local_addr().unwrap();
+    let sip = proxy.sip_addr();
+    let forged = [
+        "vsip=tr;vt=TS4f1c0a77e2b94a53b1d0c6a2f1e0d9c8",
+        "vsip=tr;vt=TS4f1c0a77e2b94a53b1d0c6a2f1e0d9c8;vs=0011223344556677",
+        "vsip=up;vs=abcd",
+    ];
+    for (i, params) in forged.iter().enumerate() {
+        let bye = format!(
+            "BYE sip:victim@{v};transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-forged{i}\r\n\
+             Route: <sip:{sip};transport=tcp;lr;{params}>\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n\
+             Call-ID: forged-{i}@x\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let resp = answer(&proxy, bye.as_bytes()).expect("an answer to the forged BYE");
+        assert_eq!(resp.status(), Some(403), "{params}: {}", resp.start);
+        assert!(
+            resp.header("reason")
+                .is_some_and(|r| r.contains("not issued by this proxy")),
+            "{:?}",
+            resp.headers
+        );
+    }
+    // A forged ACK gets no answer and goes nowhere either.
+    let ack = format!(
+        "ACK sip:victim@{v};transport=tcp SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 127.0.0.1:5099;branch=z9hG4bK-forged-ack\r\n\
+         Route: <sip:{sip};transport=tcp;lr;vsip=tr;vt=X;vs=ffffffffffffffff>\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n\
+         Call-ID: forged-ack@x\r\nCSeq: 2 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(answer(&proxy, ack.as_bytes()).is_none());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        victim.accept().is_err(),
+        "the proxy connected to the forged Request-URI"
+    );
+    assert_eq!(
+        proxy.counter("vsip_bad_messages_total", &[("reason", "route_signature")]),
+        4.0
+    );
+}

@@ -469,10 +469,13 @@ impl Call {
             Side::Trunk => (Side::Trunk, Side::Upstream),
             Side::Upstream => (Side::Upstream, Side::Trunk),
         };
-        let far_rr = self
+        let call_id = fwd.call_id().map(|c| c.into_owned()).unwrap_or_default();
+        let far_rr =
+            self.core
+                .record_route(&self.origin, far, self.origin.transport, sid, &call_id);
+        let near_rr = self
             .core
-            .record_route(&self.origin, far, self.origin.transport, sid);
-        let near_rr = self.core.record_route(conn, near, conn.transport, sid);
+            .record_route(conn, near, conn.transport, sid, &call_id);
         // Ours go above any existing entries; with none, right below our Via.
         let at = out
             .headers

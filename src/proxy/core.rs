@@ -21,6 +21,7 @@ use tracing::{debug, info};
 use super::{
     call,
     quota::FleetQuota,
+    route_sig::{RR_SIG, RouteKey},
     routes::{Routes, SourceIndex, Trunk},
     stamp,
     tls::ListenerTls,
@@ -131,6 +132,8 @@ pub struct Core {
     pub quota: FleetQuota,
     /// Command-line settings applied to every configuration loaded.
     pub overrides: super::ConfigOverrides,
+    /// Signs our Record-Route entries; in-dialog requests must carry one that verifies.
+    pub route_key: RouteKey,
     branch_prefix: String,
     seq: AtomicU64,
 }
@@ -153,6 +156,7 @@ impl Core {
         Self {
             quota: FleetQuota::new(instance, metrics.clone()),
             overrides: super::ConfigOverrides::default(),
+            route_key: RouteKey::random(),
             routes: ArcSwap::from_pointee(routes),
             sources: ArcSwap::from_pointee(SourceIndex::default()),
             conns: Connections::default(),
@@ -216,14 +220,16 @@ impl Core {
         side: Side,
         transport: Transport,
         trunk_sid: &str,
+        call_id: &str,
     ) -> String {
         let t = self.listener_transport(transport);
         let (host, port) = self.advertised(conn, t);
         format!(
-            "<sip:{host}:{port};transport={};lr;{RR_MARK}={};{RR_TRUNK}={}>",
+            "<sip:{host}:{port};transport={};lr;{RR_MARK}={};{RR_TRUNK}={};{RR_SIG}={}>",
             t.uri_param(),
             side.token(),
-            rr_escape(trunk_sid)
+            rr_escape(trunk_sid),
+            self.route_key.sign(side.token(), trunk_sid, call_id)
         )
     }
 
@@ -347,9 +353,17 @@ impl Core {
             self.on_cancel(&msg, conn);
             return;
         }
-        if let Some(route) = self.pop_own_routes(&mut msg) {
-            call::spawn_relay(self.clone(), msg, conn.clone(), route);
-            return;
+        match self.pop_own_routes(&mut msg) {
+            Ok(Some(route)) => {
+                call::spawn_relay(self.clone(), msg, conn.clone(), route);
+                return;
+            }
+            Ok(None) => {}
+            Err(Forged) => {
+                self.refuse_forged_route(&msg, conn);
+                self.reply(&msg, conn, 403, &[("Reason", FORGED_ROUTE_REASON)]);
+                return;
+            }
         }
         let has_to_tag = msg
             .header_value("to")
@@ -432,9 +446,25 @@ impl Core {
     fn on_ack(self: &Arc<Self>, mut msg: Message, conn: &ConnHandle) {
         // ACK for a 2xx travels the route set; ACK for our own non-2xx answers
         // (and for relayed non-2xx: we ACK those hop by hop) ends here.
-        if let Some(route) = self.pop_own_routes(&mut msg) {
-            call::spawn_relay(self.clone(), msg, conn.clone(), route);
+        match self.pop_own_routes(&mut msg) {
+            Ok(Some(route)) => call::spawn_relay(self.clone(), msg, conn.clone(), route),
+            Ok(None) => {}
+            // An ACK gets no answer; a forged one is dropped.
+            Err(Forged) => self.refuse_forged_route(&msg, conn),
         }
+    }
+
+    fn refuse_forged_route(&self, msg: &Message, conn: &ConnHandle) {
+        self.metrics
+            .bad_messages
+            .with_label_values(&["route_signature"])
+            .inc();
+        info!(
+            peer = %conn.peer,
+            method = msg.method().map(|m| m.as_str()).unwrap_or_default(),
+            call_id = %msg.call_id().unwrap_or_default(),
+            "in-dialog request with a Route entry we did not sign; refused"
+        );
     }
 
     fn on_response(&self, msg: Message, conn: &ConnHandle) {
@@ -488,11 +518,15 @@ impl Core {
     }
 
     /// Removes the Route entries that name this proxy; returns where the request
-    /// goes next, or None when the request is not routed through us.
-    fn pop_own_routes(&self, msg: &mut Message) -> Option<call::RouteInfo> {
+    /// goes next, None when the request is not routed through us, or [`Forged`]
+    /// when an entry with our marker does not carry our signature for this call.
+    fn pop_own_routes(&self, msg: &mut Message) -> Result<Option<call::RouteInfo>, Forged> {
         let mut info: Option<call::RouteInfo> = None;
+        let call_id = msg.call_id().map(|c| c.into_owned()).unwrap_or_default();
         loop {
-            let top = msg.values("route").into_iter().next()?;
+            let Some(top) = msg.values("route").into_iter().next() else {
+                break;
+            };
             let Some(uri) = NameAddr::parse(&top)
                 .ok()
                 .and_then(|n| SipUri::parse(&n.uri).ok())
@@ -502,12 +536,21 @@ impl Core {
             let Some(Some(side)) = uri.param(RR_MARK) else {
                 break;
             };
+            let sig = uri.param(RR_SIG).flatten().unwrap_or_default();
+            let trunk_sid = uri.param(RR_TRUNK).flatten().map(rr_unescape);
+            if !self.route_key.verify(
+                &side,
+                trunk_sid.as_deref().unwrap_or_default(),
+                &call_id,
+                &sig,
+            ) {
+                return Err(Forged);
+            }
             let side = if side == Side::Trunk.token() {
                 Side::Trunk
             } else {
                 Side::Upstream
             };
-            let trunk_sid = uri.param(RR_TRUNK).flatten().map(rr_unescape);
             msg.remove_first_value("route");
             info = Some(call::RouteInfo {
                 // The last of our entries popped faces the side the request goes to.
@@ -518,9 +561,14 @@ impl Core {
                 break;
             }
         }
-        info
+        Ok(info)
     }
 }
+
+/// A Route entry with our marker but not our signature.
+pub struct Forged;
+
+pub const FORGED_ROUTE_REASON: &str = "SIP;cause=403;text=\"Route not issued by this proxy\"";
 
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, PRACK";
 

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod core;
 pub mod cpm;
 pub mod quota;
+pub mod route_sig;
 pub mod routes;
 pub mod stamp;
 pub mod tls;
@@ -66,6 +67,12 @@ pub struct ProxyArgs {
     /// concrete IP, else 127.0.0.1.
     #[arg(long, env = "POD_IP")]
     pub peer_address: Option<IpAddr>,
+    /// File whose bytes key the signatures of our Record-Route entries. Give
+    /// every proxy that may receive another's in-dialog requests (and one proxy
+    /// across restarts) the same file; without it a random per-process key is
+    /// used and calls set up before a restart cannot be ended through it.
+    #[arg(long, env = "VSIP_ROUTE_KEY_FILE")]
+    pub route_key_file: Option<PathBuf>,
 }
 
 /// Command-line settings that win over every configuration loaded, so a
@@ -199,6 +206,24 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         &instance,
     );
     core.overrides = overrides;
+    core.route_key = match &args.route_key_file {
+        Some(path) => {
+            let secret = std::fs::read(path)
+                .with_context(|| format!("route key file {}", path.display()))?;
+            if secret.len() < 16 {
+                return Err(anyhow!(
+                    "route key file {} holds {} bytes; give at least 16 random bytes",
+                    path.display(),
+                    secret.len()
+                ));
+            }
+            route_sig::RouteKey::from_secret(&secret)
+        }
+        None => {
+            info!("no --route-key-file: Record-Route signatures use a per-process key");
+            route_sig::RouteKey::random()
+        }
+    };
     let core = Arc::new(core);
     tokio::spawn(source_refresher(core.clone()));
     // Calls from trunks are only recognised once their FQDNs have resolved once.

@@ -357,6 +357,8 @@ pub fn apply_config(core: &Arc<Core>, mut config: ProxyConfig) -> anyhow::Result
     }
     core.resolver.update_config(&config.dns);
     core.metrics.routes_trunks.set(routes.trunks.len() as i64);
+    core.quota
+        .retain_trunks(|sid| routes.by_sid.contains_key(sid));
     core.routes.store(Arc::new(routes));
     trim_heap();
     Ok(())

@@ -37,7 +37,7 @@ use tokio::sync::{Notify, watch};
 
 use super::{
     Error, FIELD_MANAGER,
-    fleet::{self, CONFIG_KEY, CONFIG_SECRET, FleetApplier, FleetSettings},
+    fleet::{self, CONFIG_SECRET, FleetApplier, FleetSettings},
     metrics::Metrics,
     render::{
         self, CA_KEY, Exclusion, Refs, SecretData, SecretKey, SecretLookup, TLS_CERT_KEY,
@@ -583,9 +583,7 @@ fn requeue(requeuers: &Requeuers, key: &str) {
 pub async fn read_current_config(client: &Client, fleet: &FleetSettings) -> Option<ProxyConfig> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &fleet.namespace);
     let secret = api.get_opt(CONFIG_SECRET).await.ok()??;
-    let bytes = secret.data?.remove(CONFIG_KEY)?.0;
-    let text = String::from_utf8(bytes).ok()?;
-    ProxyConfig::from_yaml(&text).ok()
+    render::config_from_secret_data(&secret.data?).ok()
 }
 
 /// The renderer loop: waits for requests (debounced), renders, writes, requeues. Also keeps

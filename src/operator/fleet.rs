@@ -12,7 +12,6 @@
 use std::{collections::BTreeMap, collections::HashMap, net::SocketAddr, path::PathBuf};
 
 use k8s_openapi::{
-    ByteString,
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
@@ -164,10 +163,8 @@ pub fn config_secret(config: &ProxyConfig, fleet: &FleetSettings) -> Secret {
     Secret {
         metadata: m,
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            CONFIG_KEY.into(),
-            ByteString(config.to_yaml().into_bytes()),
-        )])),
+        // `config.yaml`, or `config.yaml.gz` when large (a Secret holds at most 1 MiB).
+        data: Some(super::render::config_secret_data(config)),
         ..Default::default()
     }
 }

@@ -12,11 +12,13 @@ use std::{
     sync::Arc,
 };
 
+use k8s_openapi::ByteString;
 use kube::ResourceExt;
 
 use super::fleet::FleetSettings;
-use crate::config::{
-    ListenConfig, ProxyConfig, TlsMaterial, TrunkConfig, VirtualSipTrunk, check_spec,
+use crate::{
+    config::{ListenConfig, ProxyConfig, TlsMaterial, TrunkConfig, VirtualSipTrunk, check_spec},
+    proxy::cluster::{CONFIG_GZ_KEY, CONFIG_KEY},
 };
 
 /// Key in a CA Secret (`tls.caSecretRef`).
@@ -347,13 +349,57 @@ pub fn render(
 /// Content hash of a configuration (its `revision` field excluded): `r` + 32 hex digits.
 pub fn revision(config: &ProxyConfig) -> String {
     let mut hasher = Fnv128::default();
-    let unrevised = ProxyConfig {
-        revision: None,
-        ..config.clone()
-    };
     // JSON is canonical for these types (fields in declaration order, maps sorted).
-    let _ = serde_json::to_writer(&mut hasher, &unrevised);
+    if config.revision.is_none() {
+        // What `render` hashes: no copy of 10,000 trunks needed.
+        let _ = serde_json::to_writer(&mut hasher, config);
+    } else {
+        let unrevised = ProxyConfig {
+            revision: None,
+            ..config.clone()
+        };
+        let _ = serde_json::to_writer(&mut hasher, &unrevised);
+    }
     format!("r{:032x}", hasher.0)
+}
+
+/// Above this size the rendered YAML goes into the Secret gzip-compressed
+/// ([`CONFIG_GZ_KEY`]); at or below it, as plain text ([`CONFIG_KEY`]).
+///
+/// A Secret holds at most 1 MiB of data. The YAML costs ~330 bytes per trunk (10,000 trunks
+/// ≈ 3.3 MB), so large fleets must be compressed (≈ 12× smaller: 10,000 trunks ≈ 270 KiB,
+/// the room left is for TLS material, which compresses less). Small configurations stay
+/// plain so that `kubectl get secret … | base64 -d` shows them to a person, as before; the
+/// threshold leaves room below the limit either way.
+pub const CONFIG_GZIP_THRESHOLD: usize = 512 * 1024;
+
+/// The `data` of the rendered configuration Secret: exactly one key, [`CONFIG_KEY`] (plain
+/// YAML) or, above [`CONFIG_GZIP_THRESHOLD`], [`CONFIG_GZ_KEY`] (the same YAML, gzip).
+/// The proxies read either (`crate::proxy::cluster::config_text`).
+pub fn config_secret_data(config: &ProxyConfig) -> BTreeMap<String, ByteString> {
+    let yaml = config.to_yaml();
+    if yaml.len() > CONFIG_GZIP_THRESHOLD {
+        BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(gzip(yaml.as_bytes())))])
+    } else {
+        BTreeMap::from([(CONFIG_KEY.into(), ByteString(yaml.into_bytes()))])
+    }
+}
+
+/// The configuration held by a Secret written with [`config_secret_data`].
+pub fn config_from_secret_data(data: &BTreeMap<String, ByteString>) -> anyhow::Result<ProxyConfig> {
+    let text = crate::proxy::cluster::config_text(data)?;
+    ProxyConfig::from_yaml(&text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// gzip at the default level (writing to a `Vec` cannot fail).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 8),
+        flate2::Compression::default(),
+    );
+    enc.write_all(bytes).expect("gzip into memory");
+    enc.finish().expect("gzip into memory")
 }
 
 struct Fnv128(u128);
@@ -560,12 +606,86 @@ pub(crate) mod tests {
         let r1 = render(std::slice::from_ref(&t), &SecretLookup::new(), &fleet());
         let r2 = render(std::slice::from_ref(&t), &SecretLookup::new(), &fleet());
         assert_eq!(r1.config.revision, r2.config.revision);
+        // Hashing a configuration that already carries its revision gives the same value.
+        assert_eq!(Some(revision(&r1.config)), r1.config.revision);
         let mut t2 = (*t).clone();
         t2.spec.calls_per_minute = 300;
         t2.metadata.generation = Some(2);
         let r3 = render(&[Arc::new(t2)], &SecretLookup::new(), &fleet());
         assert_ne!(r1.config.revision, r3.config.revision);
         assert_eq!(r3.generations["a/x"], 2);
+    }
+
+    fn many_trunks(n: usize) -> Vec<Arc<VirtualSipTrunk>> {
+        (0..n)
+            .map(|i| {
+                let numbers = [format!("+9180{i:08}"), format!("+9181{i:08}")];
+                let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+                Arc::new(trunk(
+                    &format!("ns{}", i % 50),
+                    &format!("t{i}"),
+                    i as i64,
+                    spec(&format!("sip{i}.example.com"), &numbers),
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_configuration_is_stored_plain() {
+        let r = render(&many_trunks(10), &SecretLookup::new(), &fleet());
+        let data = config_secret_data(&r.config);
+        assert_eq!(data.keys().collect::<Vec<_>>(), [CONFIG_KEY]);
+        assert_eq!(data[CONFIG_KEY].0, r.config.to_yaml().into_bytes());
+        assert_eq!(config_from_secret_data(&data).expect("decodes"), r.config);
+    }
+
+    #[test]
+    fn large_configuration_is_stored_gzip_and_fits_a_secret() {
+        let r = render(&many_trunks(10_000), &SecretLookup::new(), &fleet());
+        let yaml = r.config.to_yaml();
+        assert!(yaml.len() > CONFIG_GZIP_THRESHOLD, "{} bytes", yaml.len());
+        let data = config_secret_data(&r.config);
+        assert_eq!(data.keys().collect::<Vec<_>>(), [CONFIG_GZ_KEY]);
+        let stored = data[CONFIG_GZ_KEY].0.len();
+        // A Secret's data is limited to 1 MiB.
+        assert!(stored < 1024 * 1024, "{stored} bytes compressed");
+        assert_eq!(config_from_secret_data(&data).expect("decodes"), r.config);
+    }
+
+    #[test]
+    fn unreadable_secret_data_is_refused_with_a_reason() {
+        let err = |data: BTreeMap<String, ByteString>| {
+            format!("{:#}", config_from_secret_data(&data).expect_err("refused"))
+        };
+        assert_eq!(
+            err(BTreeMap::new()),
+            "secret has neither config.yaml nor config.yaml.gz"
+        );
+        let yaml = ProxyConfig::default().to_yaml();
+        let both = BTreeMap::from([
+            (CONFIG_KEY.into(), ByteString(yaml.clone().into_bytes())),
+            (CONFIG_GZ_KEY.into(), ByteString(gzip(yaml.as_bytes()))),
+        ]);
+        assert!(err(both).contains("both config.yaml and config.yaml.gz"));
+        // Truncated gzip (a corrupt write) and something that is not gzip at all.
+        let gz = gzip(yaml.as_bytes());
+        let truncated = BTreeMap::from([(
+            CONFIG_GZ_KEY.into(),
+            ByteString(gz[..gz.len() / 2].to_vec()),
+        )]);
+        let e = err(truncated);
+        assert!(e.starts_with("config.yaml.gz is not valid gzip"), "{e}");
+        let not_gzip = BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(yaml.into_bytes()))]);
+        assert!(err(not_gzip).starts_with("config.yaml.gz is not valid gzip"));
+        let not_utf8 = BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(gzip(&[0xff, 0xfe])))]);
+        assert!(err(not_utf8).contains("not UTF-8"));
+        // A well-formed gzip of a bad document: the proxy's own validation message.
+        let good = render(&many_trunks(1), &SecretLookup::new(), &fleet()).config;
+        let bad_yaml = good.to_yaml().replace("sip0.example.com", "10.1.2.3");
+        let bad = BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(gzip(bad_yaml.as_bytes())))]);
+        let e = err(bad);
+        assert!(e.contains("fqdn") && e.contains("10.1.2.3"), "{e}");
     }
 
     #[test]

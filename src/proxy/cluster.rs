@@ -25,6 +25,11 @@ use crate::config::ProxyConfig;
 
 /// Key of the rendered configuration inside the Secret.
 pub const CONFIG_KEY: &str = "config.yaml";
+/// The same document gzip-compressed: the operator uses it for large configurations (a
+/// Secret holds at most 1 MiB). The Secret carries one of the two keys.
+pub const CONFIG_GZ_KEY: &str = "config.yaml.gz";
+/// Largest configuration accepted once decompressed (a guard against a runaway Secret).
+pub const CONFIG_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Label the operator selects heartbeat Leases by.
 pub const HEARTBEAT_LABEL: &str = "vsip.io/proxy-heartbeat";
 /// Annotation carrying the configuration revision a proxy runs.
@@ -63,13 +68,44 @@ impl std::str::FromStr for SecretRef {
 }
 
 fn config_of(secret: &Secret) -> anyhow::Result<ProxyConfig> {
-    let data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(CONFIG_KEY))
-        .ok_or_else(|| anyhow!("secret has no {CONFIG_KEY}"))?;
-    let text = std::str::from_utf8(&data.0).context("config is not UTF-8")?;
-    ProxyConfig::from_yaml(text).map_err(|e| anyhow!("{e}"))
+    let empty = std::collections::BTreeMap::new();
+    let text = config_text(secret.data.as_ref().unwrap_or(&empty))?;
+    ProxyConfig::from_yaml(&text).map_err(|e| anyhow!("{e}"))
+}
+
+/// The configuration document in a Secret's data: `config.yaml` as is, or `config.yaml.gz`
+/// decompressed. Exactly one of the two must be present.
+pub fn config_text(
+    data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>,
+) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let bytes = match (data.get(CONFIG_KEY), data.get(CONFIG_GZ_KEY)) {
+        (Some(plain), None) => plain.0.clone(),
+        (None, Some(gz)) => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&gz.0[..])
+                .take(CONFIG_MAX_BYTES + 1)
+                .read_to_end(&mut out)
+                .with_context(|| format!("{CONFIG_GZ_KEY} is not valid gzip"))?;
+            if out.len() as u64 > CONFIG_MAX_BYTES {
+                return Err(anyhow!(
+                    "{CONFIG_GZ_KEY} decompresses to more than {CONFIG_MAX_BYTES} bytes"
+                ));
+            }
+            out
+        }
+        (None, None) => {
+            return Err(anyhow!(
+                "secret has neither {CONFIG_KEY} nor {CONFIG_GZ_KEY}"
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(anyhow!(
+                "secret has both {CONFIG_KEY} and {CONFIG_GZ_KEY}; expected exactly one"
+            ));
+        }
+    };
+    String::from_utf8(bytes).map_err(|_| anyhow!("the configuration in the secret is not UTF-8"))
 }
 
 /// Waits for the Secret to exist and hold a valid configuration.

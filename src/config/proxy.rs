@@ -36,6 +36,23 @@ pub struct ProxyConfig {
     pub trunks: Vec<TrunkConfig>,
 }
 
+/// What an empty document's fields default to (`signalingDomain` empty), no trunks.
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: ListenConfig::default(),
+            admin: None,
+            upstream: None,
+            signaling_domain: String::new(),
+            advertise: None,
+            header_prefix: default_header_prefix(),
+            dns: DnsConfig::default(),
+            revision: None,
+            trunks: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenConfig {
@@ -100,7 +117,7 @@ pub struct TrunkConfig {
     pub tls_material: Option<TlsMaterial>,
 }
 
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsMaterial {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,24 +198,24 @@ impl ConfigError {
 impl ProxyConfig {
     /// Parses and validates a YAML document. Errors carry 1-based line numbers.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let config: ProxyConfig = serde_yaml::from_str(text).map_err(|e| {
+        let mut config: ProxyConfig = serde_yaml::from_str(text).map_err(|e| {
             // serde_yaml appends "at line X column Y"; the line is reported separately.
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             let line = e.location().map(|l| refine_line(text, l.line(), &msg));
             ConfigError::one(line, msg)
         })?;
+        // The list grew by doubling while parsing; a large one is kept for the
+        // process's life.
+        config.trunks.shrink_to_fit();
         let mut errors = Vec::new();
         // `flatten` swallows unknown trunk keys; catch typos by comparing what was
-        // written with what was understood.
-        if let Ok(original) = serde_yaml::from_str::<serde_yaml::Value>(text)
-            && let Ok(understood) = serde_yaml::to_value(&config)
-        {
-            unknown_keys(&original, &understood, "", &mut |path| {
-                errors.push(LocatedError {
-                    line: locate(text, &path),
-                    message: format!("{path}: unknown field"),
-                })
+        // written with what was understood, one trunk at a time (a value tree of a
+        // whole 10,000-trunk document costs tens of MB).
+        for path in unknown_key_paths(text, &config) {
+            errors.push(LocatedError {
+                line: locate(text, &path),
+                message: format!("{path}: unknown field"),
             });
         }
         for field in config.semantic_errors() {
@@ -300,39 +317,194 @@ fn refine_line(text: &str, reported: usize, message: &str) -> usize {
     reported
 }
 
-fn unknown_keys(
-    original: &serde_yaml::Value,
-    understood: &serde_yaml::Value,
-    path: &str,
-    report: &mut dyn FnMut(String),
-) {
-    use serde_yaml::Value;
-    match (original, understood) {
-        (Value::Mapping(o), Value::Mapping(u)) => {
-            for (k, v) in o {
-                let key = k
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("{k:?}"));
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match u.get(k) {
-                    Some(uv) => unknown_keys(v, uv, &child, report),
+/// Paths of keys in `text` that `config` (parsed from it) does not have. The
+/// document is streamed against what was understood: the understood value of
+/// the top level without its trunks, then of each trunk in turn.
+fn unknown_key_paths(text: &str, config: &ProxyConfig) -> Vec<String> {
+    let head = ProxyConfig {
+        listen: config.listen.clone(),
+        admin: config.admin,
+        upstream: config.upstream.clone(),
+        signaling_domain: config.signaling_domain.clone(),
+        advertise: config.advertise.clone(),
+        header_prefix: config.header_prefix.clone(),
+        dns: config.dns.clone(),
+        revision: config.revision.clone(),
+        trunks: Vec::new(),
+    };
+    let Ok(head) = serde_yaml::to_value(&head) else {
+        return Vec::new();
+    };
+    let found = std::cell::RefCell::new(Vec::new());
+    let walk = KeyWalk {
+        expect: Expect::Top(&head, &config.trunks),
+        path: String::new(),
+        found: &found,
+    };
+    use serde::de::DeserializeSeed;
+    // The document already parsed once; a failure here only skips the check.
+    let _ = walk.deserialize(serde_yaml::Deserializer::from_str(text));
+    found.into_inner()
+}
+
+/// What a part of the document is compared with.
+#[derive(Clone, Copy)]
+enum Expect<'a> {
+    /// The top level: its understood value (trunks aside) and the trunks.
+    Top(&'a serde_yaml::Value, &'a [TrunkConfig]),
+    /// The `trunks` sequence: each item against its trunk's understood value.
+    Trunks(&'a [TrunkConfig]),
+    Value(&'a serde_yaml::Value),
+    /// Nothing to compare with (scalars, or a shape that was not understood).
+    Nothing,
+}
+
+/// Walks the document as it is parsed, reporting keys absent from what was understood.
+struct KeyWalk<'a, 'f> {
+    expect: Expect<'a>,
+    path: String,
+    found: &'f std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a, 'f> KeyWalk<'a, 'f> {
+    fn child(&self, expect: Expect<'a>, path: String) -> Self {
+        KeyWalk {
+            expect,
+            path,
+            found: self.found,
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyWalk<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self.expect {
+            Expect::Nothing => d.deserialize_ignored_any(serde::de::IgnoredAny).map(|_| ()),
+            _ => d.deserialize_any(self),
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyWalk<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde_yaml::Value;
+        let (understood, trunks) = match self.expect {
+            Expect::Top(Value::Mapping(m), trunks) => (Some(m), Some(trunks)),
+            Expect::Value(Value::Mapping(m)) => (Some(m), None),
+            _ => (None, None),
+        };
+        let Some(understood) = understood else {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            return Ok(());
+        };
+        while let Some(k) = map.next_key::<Value>()? {
+            let key = k
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{k:?}"));
+            let child = if self.path.is_empty() {
+                key
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            match (trunks, understood.get(&k)) {
+                (Some(trunks), _) if k.as_str() == Some("trunks") => {
+                    map.next_value_seed(self.child(Expect::Trunks(trunks), child))?
+                }
+                (_, Some(uv)) => map.next_value_seed(self.child(Expect::Value(uv), child))?,
+                (_, None) => {
                     // A key written as null/empty may legitimately vanish.
-                    None if v.is_null() => {}
-                    None => report(child),
+                    if !map.next_value::<Value>()?.is_null() {
+                        self.found.borrow_mut().push(child);
+                    }
                 }
             }
         }
-        (Value::Sequence(o), Value::Sequence(u)) => {
-            for (i, (ov, uv)) in o.iter().zip(u).enumerate() {
-                unknown_keys(ov, uv, &format!("{path}[{i}]"), report);
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            let path = format!("{}[{i}]", self.path);
+            let expect = match self.expect {
+                Expect::Trunks(trunks) => match trunks.get(i).map(serde_yaml::to_value) {
+                    Some(Ok(v)) => {
+                        // Owned per trunk: compared, then dropped.
+                        let walk = KeyWalk {
+                            expect: Expect::Value(&v),
+                            path,
+                            found: self.found,
+                        };
+                        match seq.next_element_seed(walk)? {
+                            Some(()) => {
+                                i += 1;
+                                continue;
+                            }
+                            None => return Ok(()),
+                        }
+                    }
+                    _ => Expect::Nothing,
+                },
+                Expect::Value(serde_yaml::Value::Sequence(u)) => {
+                    u.get(i).map_or(Expect::Nothing, Expect::Value)
+                }
+                _ => Expect::Nothing,
+            };
+            if seq.next_element_seed(self.child(expect, path))?.is_none() {
+                return Ok(());
             }
+            i += 1;
         }
-        _ => {}
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        use serde::de::VariantAccess;
+        let (_, variant) = data.variant::<serde::de::IgnoredAny>()?;
+        variant
+            .newtype_variant::<serde::de::IgnoredAny>()
+            .map(|_| ())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
     }
 }
 
@@ -435,6 +607,28 @@ trunks:
                 .contains("trunks[0].numbrs: unknown field"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn unknown_keys_are_found_in_every_trunk_and_nested_maps() {
+        let two = format!(
+            "{GOOD}  - name: acme/delhi\n    trunkSid: TS2\n    fqdn: sip2.acme.example\n    \
+             port:\n    failover:\n      holdDwn: 5s\n    codecz: [PCMA]\n"
+        );
+        let e = ProxyConfig::from_yaml(&two).unwrap_err();
+        let messages: Vec<&str> = e.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "trunks[1].failover.holdDwn: unknown field",
+                "trunks[1].codecz: unknown field"
+            ],
+            "{e}"
+        );
+        assert_eq!(e.errors[0].line, Some(16), "{e}");
+        // A key written empty may vanish from what was understood (`port:` above).
+        let ok = format!("{GOOD}    port:\n");
+        ProxyConfig::from_yaml(&ok).expect("empty key accepted");
     }
 
     #[test]

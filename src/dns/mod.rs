@@ -19,7 +19,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -54,8 +54,9 @@ const NEGATIVE_TTL_NO_SOA: Duration = Duration::from_secs(1);
 pub const FAMILY_GRACE: Duration = Duration::from_millis(250);
 /// An assembled [`Resolution`] is reused for at most this long (keeps `ttl_seconds` fresh).
 const ASSEMBLED_MAX_AGE: Duration = Duration::from_secs(1);
-/// Above this many cached names, stale ones are swept on insert.
-const SWEEP_THRESHOLD: usize = 1024;
+/// Expired answers and assembled results are dropped at most this often (on a cache miss, or
+/// when [`Resolver::purge_expired`] is called), so memory follows what is live.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The answer to one `resolve` call.
 #[derive(Debug, Clone)]
@@ -124,6 +125,8 @@ impl std::fmt::Debug for Resolver {
 struct Inner {
     backend: ArcSwap<Backend>,
     cache: RwLock<HashMap<Box<str>, Entry>>,
+    /// When the next sweep of the cache is due; only touched with the cache's write lock held.
+    next_sweep: Mutex<Instant>,
     /// Bumped whenever the cache is dropped; results started before are not cached.
     epoch: AtomicU64,
     next_id: AtomicU64,
@@ -135,10 +138,12 @@ struct Backend {
     cfg: DnsConfig,
 }
 
+/// One cached name. Kept small: a large configuration caches one per trunk FQDN.
 #[derive(Default)]
 struct Entry {
     /// Index 0: IPv4 (A), 1: IPv6 (AAAA).
     slots: [Slot; 2],
+    /// Usually one (a name is mostly asked for with one family combination); allocated exactly.
     assembled: Vec<Assembled>,
 }
 
@@ -147,11 +152,14 @@ enum Slot {
     #[default]
     Empty,
     Ready(Arc<FamilyAnswer>),
-    InFlight {
-        id: u64,
-        started: Instant,
-        fut: SharedAnswer,
-    },
+    /// Boxed: a query is in flight only briefly, and this keeps every cached slot two words.
+    InFlight(Box<InFlight>),
+}
+
+struct InFlight {
+    id: u64,
+    started: Instant,
+    fut: SharedAnswer,
 }
 
 type SharedAnswer = Shared<BoxFuture<'static, Arc<FamilyAnswer>>>;
@@ -173,7 +181,7 @@ struct FamilyAnswer {
 #[derive(Debug)]
 struct FamilyRecords {
     /// Address and the instant its (clamped) TTL runs out.
-    addrs: Vec<(IpAddr, Instant)>,
+    addrs: Box<[(IpAddr, Instant)]>,
     via_cname: bool,
     /// min over the answer (address and CNAME records) of min(TTL, maxTtl), from fetch time.
     expires: Instant,
@@ -327,6 +335,7 @@ impl Resolver {
             inner: Arc::new(Inner {
                 backend: ArcSwap::from_pointee(backend),
                 cache: RwLock::new(HashMap::new()),
+                next_sweep: Mutex::new(Instant::now() + SWEEP_INTERVAL),
                 epoch: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
                 metrics,
@@ -370,6 +379,23 @@ impl Resolver {
             cache_dropped = drop_cache,
             "DNS config updated"
         );
+    }
+
+    /// Drops expired answers now (at most once per [`SWEEP_INTERVAL`]). Lookups sweep by
+    /// themselves on a miss; a caller that resolves many names in bursts (the proxy's source
+    /// refresher) calls this between bursts so expired answers do not sit in memory.
+    pub fn purge_expired(&self) {
+        let now = Instant::now();
+        let due = *self
+            .inner
+            .next_sweep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if now < due {
+            return;
+        }
+        let mut cache = self.inner.cache.write().unwrap_or_else(|p| p.into_inner());
+        self.inner.maybe_sweep(&mut cache, now);
     }
 
     /// Drops every cached answer (queries in flight complete but are not cached).
@@ -424,9 +450,7 @@ impl Resolver {
         let mut queried = false;
         {
             let mut cache = self.inner.cache.write().unwrap_or_else(|p| p.into_inner());
-            if cache.len() > SWEEP_THRESHOLD {
-                sweep(&mut cache, now);
-            }
+            self.inner.maybe_sweep(&mut cache, now);
             let entry = match cache.get_mut(key.as_ref()) {
                 Some(e) => e,
                 None => cache.entry(key.clone().into()).or_default(),
@@ -439,9 +463,9 @@ impl Resolver {
                         answers[pos] = Some(a.clone());
                         continue;
                     }
-                    Slot::InFlight { started, fut, .. } => {
-                        pending_started[pos] = Some(*started);
-                        pending.push(tagged(pos, fut.clone()));
+                    Slot::InFlight(f) => {
+                        pending_started[pos] = Some(f.started);
+                        pending.push(tagged(pos, f.fut.clone()));
                         continue;
                     }
                     _ => {}
@@ -451,11 +475,11 @@ impl Resolver {
                 let fut = self.spawn_query(key.as_ref(), fam, id);
                 pending_started[pos] = Some(now);
                 pending.push(tagged(pos, fut.clone()));
-                entry.slots[i] = Slot::InFlight {
+                entry.slots[i] = Slot::InFlight(Box::new(InFlight {
                     id,
                     started: now,
                     fut,
-                };
+                }));
             }
         }
 
@@ -502,6 +526,7 @@ impl Resolver {
                 entry
                     .assembled
                     .retain(|a| a.combo != combo && now < a.valid_until);
+                entry.assembled.reserve_exact(1);
                 entry.assembled.push(Assembled {
                     combo,
                     valid_until,
@@ -528,7 +553,7 @@ impl Resolver {
             let mut cache = inner.cache.write().unwrap_or_else(|p| p.into_inner());
             if let Some(entry) = cache.get_mut(&key) {
                 let slot = &mut entry.slots[family_index(fam)];
-                if matches!(slot, Slot::InFlight { id: i, .. } if *i == id) {
+                if matches!(slot, Slot::InFlight(f) if f.id == id) {
                     *slot = if Instant::now() < answer.cache_until {
                         Slot::Ready(answer.clone())
                     } else {
@@ -555,16 +580,35 @@ async fn tagged(pos: usize, fut: SharedAnswer) -> (usize, Arc<FamilyAnswer>) {
     (pos, fut.await)
 }
 
-/// Drops names with nothing fresh and nothing in flight.
+impl Inner {
+    /// Sweeps the cache when [`SWEEP_INTERVAL`] has passed since the last sweep.
+    fn maybe_sweep(&self, cache: &mut HashMap<Box<str>, Entry>, now: Instant) {
+        let mut next = self.next_sweep.lock().unwrap_or_else(|p| p.into_inner());
+        if now >= *next {
+            sweep(cache, now);
+            *next = now + SWEEP_INTERVAL;
+        }
+    }
+}
+
+/// Drops expired answers and assembled results, and names left with nothing fresh and nothing
+/// in flight; gives back table space when most of it is unused.
 fn sweep(cache: &mut HashMap<Box<str>, Entry>, now: Instant) {
     cache.retain(|_, e| {
         e.assembled.retain(|a| now < a.valid_until);
-        e.slots.iter().any(|s| match s {
-            Slot::Empty => false,
-            Slot::Ready(a) => now < a.cache_until,
-            Slot::InFlight { .. } => true,
-        })
+        if e.assembled.is_empty() {
+            e.assembled = Vec::new();
+        }
+        for slot in &mut e.slots {
+            if matches!(slot, Slot::Ready(a) if now >= a.cache_until) {
+                *slot = Slot::Empty;
+            }
+        }
+        e.slots.iter().any(|s| !matches!(s, Slot::Empty))
     });
+    if cache.capacity() > 64 && cache.len() < cache.capacity() / 4 {
+        cache.shrink_to_fit();
+    }
 }
 
 /// Builds the call's answer from the family answers; also returns until when it may be reused.
@@ -575,8 +619,13 @@ fn assemble(
     now: Instant,
 ) -> (Result<Arc<Resolution>, DnsError>, Instant) {
     let mut valid_until = now + ASSEMBLED_MAX_AGE;
-    let mut addrs = Vec::new();
-    let mut records = Vec::new();
+    let n: usize = answers
+        .iter()
+        .flatten()
+        .map(|a| a.result.as_ref().map_or(0, |r| r.addrs.len()))
+        .sum();
+    let mut addrs = Vec::with_capacity(n);
+    let mut records = Vec::with_capacity(n);
     let mut via_cname = false;
     let mut expires: Option<Instant> = None;
     let mut error: Option<DnsError> = None;
@@ -589,7 +638,7 @@ fn assemble(
         valid_until = valid_until.min(answer.cache_until);
         match &answer.result {
             Ok(r) if !r.addrs.is_empty() => {
-                for &(ip, until) in &r.addrs {
+                for &(ip, until) in r.addrs.iter() {
                     addrs.push(ip);
                     records.push(ResolvedAddress {
                         address: ip.to_string(),
@@ -684,13 +733,13 @@ async fn query(backend: &Backend, metrics: &Metrics, key: &str, fam: IpFamily) -
                 FamilyAnswer {
                     cache_until: started + chain_ttl.min(NEGATIVE_TTL_NO_SOA),
                     result: Ok(FamilyRecords {
-                        addrs: Vec::new(),
+                        addrs: Box::default(),
                         via_cname,
                         expires: started,
                     }),
                 }
             } else {
-                let addrs: Vec<(IpAddr, Instant)> = addrs
+                let addrs: Box<[(IpAddr, Instant)]> = addrs
                     .into_iter()
                     .map(|(ip, ttl)| (ip, started + ttl.min(chain_ttl)))
                     .collect();

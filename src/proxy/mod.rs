@@ -424,62 +424,94 @@ async fn watch_listener_certificate(core: Arc<Core>) {
     }
 }
 
+/// A refresh pass with at least this many lookups is followed by [`trim_heap`]
+/// once [`TRIM_DELAY`] has passed (its assembled answers and negative answers
+/// have expired and been swept by then).
+const TRIM_AFTER_LOOKUPS: usize = 1000;
+const TRIM_DELAY: Duration = Duration::from_secs(8);
+
+/// What the source refresher knows of one trunk.
+#[derive(Clone, Default)]
+struct SourceState {
+    /// When to look the FQDN up again; `None`: now.
+    due: Option<Instant>,
+    /// The addresses last resolved (kept through a DNS hiccup).
+    addrs: Box<[IpAddr]>,
+}
+
 /// Re-resolves trunk FQDNs as their answers expire, to recognise calls from
 /// trunks. Only due names are looked up; the index is rebuilt only on change.
+/// State is kept per trunk, in the order of `routes.trunks` (no per-name maps:
+/// with 10,000 trunks each map of names costs about a megabyte).
 async fn source_refresher(core: Arc<Core>) {
-    let mut due: HashMap<String, Instant> = HashMap::new();
-    let mut known: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    let mut state: Vec<SourceState> = Vec::new();
     let mut upstream_ips: Vec<IpAddr> = Vec::new();
     let mut routes_seen: Option<Arc<Routes>> = None;
+    // After a large burst of lookups, freed memory is handed back once its
+    // short-lived answers have expired.
+    let mut trim_at: Option<Instant> = None;
     loop {
         let routes = core.routes.load_full();
         let reloaded = !routes_seen
             .as_ref()
             .is_some_and(|r| Arc::ptr_eq(r, &routes));
         if reloaded {
-            // Forget trunks that left the configuration; new ones are due now.
-            known.retain(|name, _| routes.by_name.contains_key(name));
-            due.retain(|name, _| routes.by_name.contains_key(name));
+            // Carry state over by trunk name: trunks that left the configuration
+            // are forgotten, new ones are due now.
+            let old = std::mem::take(&mut state);
+            state = routes
+                .trunks
+                .iter()
+                .map(|t| {
+                    routes_seen
+                        .as_ref()
+                        .and_then(|seen| seen.by_name.get(t.name()))
+                        .and_then(|&j| old.get(j))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
             routes_seen = Some(routes.clone());
         }
         let now = Instant::now();
-        let todo: Vec<Arc<routes::Trunk>> = routes
+        let todo: Vec<(usize, Arc<routes::Trunk>)> = routes
             .trunks
             .iter()
-            .filter(|t| due.get(&t.cfg.name).is_none_or(|d| *d <= now))
-            .cloned()
+            .enumerate()
+            .filter(|(i, _)| state[*i].due.is_none_or(|d| d <= now))
+            .map(|(i, t)| (i, t.clone()))
             .collect();
+        if todo.len() >= TRIM_AFTER_LOOKUPS {
+            trim_at = Some(now + TRIM_DELAY);
+        }
         let resolver = core.resolver.clone();
         let mut lookups = futures::stream::iter(todo)
-            .map(move |t| {
+            .map(move |(i, t)| {
                 let resolver = resolver.clone();
                 async move {
                     let r = resolver
                         .resolve(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families)
                         .await;
-                    (t, r)
+                    (i, r)
                 }
             })
             .buffer_unordered(32);
         let mut changed = reloaded;
-        while let Some((t, r)) = lookups.next().await {
-            let (addrs, next) = match r {
-                Ok(r) => (
-                    r.addrs.clone(),
-                    r.expires.max(Instant::now() + SOURCE_REFRESH_FLOOR),
-                ),
+        while let Some((i, r)) = lookups.next().await {
+            let s = &mut state[i];
+            match r {
+                Ok(r) => {
+                    s.due = Some(r.expires.max(Instant::now() + SOURCE_REFRESH_FLOOR));
+                    if *s.addrs != *r.addrs {
+                        s.addrs = r.addrs.as_slice().into();
+                        changed = true;
+                    }
+                }
                 // Keep the last known addresses through a DNS hiccup.
-                Err(_) => (
-                    known.get(&t.cfg.name).cloned().unwrap_or_default(),
-                    Instant::now() + SOURCE_RETRY,
-                ),
-            };
-            due.insert(t.cfg.name.clone(), next);
-            if known.get(&t.cfg.name) != Some(&addrs) {
-                known.insert(t.cfg.name.clone(), addrs);
-                changed = true;
+                Err(_) => s.due = Some(Instant::now() + SOURCE_RETRY),
             }
         }
+        drop(lookups);
         if let Some(up) = &routes.upstream {
             let ips = match up.host.parse::<IpAddr>() {
                 Ok(ip) => vec![ip],
@@ -499,17 +531,28 @@ async fn source_refresher(core: Arc<Core>) {
             changed = true;
         }
         if changed {
-            let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::new();
-            for (name, addrs) in &known {
-                for ip in addrs {
-                    by_ip.entry(*ip).or_default().push(name.clone());
+            let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::with_capacity(state.len());
+            for (t, s) in routes.trunks.iter().zip(&state) {
+                for ip in s.addrs.iter() {
+                    by_ip
+                        .entry(*ip)
+                        .or_insert_with(|| Vec::with_capacity(1))
+                        .push(t.cfg.name.clone());
                 }
             }
+            by_ip.shrink_to_fit();
             core.sources.store(Arc::new(SourceIndex {
                 trunks_by_ip: by_ip,
                 upstream_ips: upstream_ips.clone(),
             }));
             let _ = core.source_ready.send(true);
+        }
+        // Answers that expired since the last pass leave the DNS cache now, not
+        // at the next burst of lookups.
+        core.resolver.purge_expired();
+        if trim_at.is_some_and(|t| t <= Instant::now()) {
+            trim_at = None;
+            trim_heap();
         }
         tokio::time::sleep(SOURCE_TICK).await;
     }

@@ -13,7 +13,7 @@ use anyhow::{Context, anyhow};
 
 use super::{cpm::CpmLimiter, tls, transport::DialTls};
 use crate::{
-    config::{ProxyConfig, TrunkConfig},
+    config::{ProxyConfig, TlsMaterial, TrunkConfig},
     sip::uri::SipUri,
 };
 
@@ -84,6 +84,8 @@ pub struct Upstream {
 }
 
 pub struct Routes {
+    /// The configuration this was compiled from, without its trunks (`trunks`
+    /// below holds each trunk's config, once).
     pub config: Arc<ProxyConfig>,
     pub trunks: Vec<Arc<Trunk>>,
     pub by_number: HashMap<String, usize>,
@@ -95,17 +97,7 @@ pub struct Routes {
 impl Routes {
     pub fn empty() -> Self {
         Self {
-            config: Arc::new(ProxyConfig {
-                listen: Default::default(),
-                admin: None,
-                upstream: None,
-                signaling_domain: String::new(),
-                advertise: None,
-                header_prefix: crate::config::DEFAULT_HEADER_PREFIX.into(),
-                dns: Default::default(),
-                revision: None,
-                trunks: Vec::new(),
-            }),
+            config: Arc::new(ProxyConfig::default()),
             trunks: Vec::new(),
             by_number: HashMap::new(),
             by_name: HashMap::new(),
@@ -115,12 +107,21 @@ impl Routes {
     }
 
     /// Builds routes; `previous` hands over quota and hold-down state by trunk name.
-    pub fn compile(config: ProxyConfig, previous: &Routes) -> anyhow::Result<Self> {
-        let mut trunks = Vec::with_capacity(config.trunks.len());
-        let mut by_number = HashMap::new();
-        let mut by_name = HashMap::with_capacity(config.trunks.len());
-        let mut by_sid = HashMap::with_capacity(config.trunks.len());
-        for (i, t) in config.trunks.iter().enumerate() {
+    ///
+    /// The trunk configs are moved into [`Trunk::cfg`], not copied: `config.trunks`
+    /// of the compiled [`Routes::config`] is empty (with 10,000 trunks each copy of
+    /// the trunk list costs several MB). Trunks with the same TLS material share
+    /// one client config.
+    pub fn compile(mut config: ProxyConfig, previous: &Routes) -> anyhow::Result<Self> {
+        let configs = std::mem::take(&mut config.trunks);
+        let mut trunks = Vec::with_capacity(configs.len());
+        let mut by_number =
+            HashMap::with_capacity(configs.iter().map(|t| t.spec.numbers.len()).sum());
+        let mut by_name = HashMap::with_capacity(configs.len());
+        let mut by_sid = HashMap::with_capacity(configs.len());
+        let mut client_configs: HashMap<Option<TlsMaterial>, Arc<rustls::ClientConfig>> =
+            HashMap::new();
+        for (i, t) in configs.into_iter().enumerate() {
             let state = match previous
                 .by_name
                 .get(&t.name)
@@ -133,11 +134,21 @@ impl Routes {
                 None => Arc::new(TrunkState::new(t.spec.calls_per_minute)),
             };
             let tls = match t.spec.transport {
-                crate::config::Transport::Tls => Some(DialTls {
-                    config: tls::client_config(t.tls_material.as_ref())
-                        .with_context(|| format!("trunk {}: TLS", t.name))?,
-                    server_name: t.spec.tls_server_name().to_owned(),
-                }),
+                crate::config::Transport::Tls => {
+                    let config = match client_configs.get(&t.tls_material) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c = tls::client_config(t.tls_material.as_ref())
+                                .with_context(|| format!("trunk {}: TLS", t.name))?;
+                            client_configs.insert(t.tls_material.clone(), c.clone());
+                            c
+                        }
+                    };
+                    Some(DialTls {
+                        config,
+                        server_name: t.spec.tls_server_name().to_owned(),
+                    })
+                }
                 crate::config::Transport::Tcp => None,
             };
             for n in &t.spec.numbers {
@@ -152,7 +163,7 @@ impl Routes {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             trunks.push(Arc::new(Trunk {
-                cfg: t.clone(),
+                cfg: t,
                 state,
                 tls,
                 extra_headers,

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export VSIP_CACHE ?= $(HOME)/.cache/vsip
 
-.PHONY: all build release test test-e2e lint fmt demo demo-down demo-standalone bench deps
+.PHONY: all build release test test-e2e lint fmt demo demo-down demo-standalone bench bench-operator deps
 all: build
 
 deps:
@@ -48,6 +48,11 @@ demo: deps build
 
 demo-down:
 	bash scripts/demo-down.sh
+
+# Benchmark (not a test) of the operator on a local control plane: 1,000 trunks → Ready,
+# render of 10,000, operator RSS, change → programmed p99 (bench/results/operator-latest.md).
+bench-operator: deps
+	bash bench/operator.sh
 
 # Fragments owned by their folders.
 -include e2e/cluster.mk

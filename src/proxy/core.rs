@@ -523,10 +523,7 @@ impl Core {
     fn pop_own_routes(&self, msg: &mut Message) -> Result<Option<call::RouteInfo>, Forged> {
         let mut info: Option<call::RouteInfo> = None;
         let call_id = msg.call_id().map(|c| c.into_owned()).unwrap_or_default();
-        loop {
-            let Some(top) = msg.values("route").into_iter().next() else {
-                break;
-            };
+        while let Some(top) = msg.values("route").into_iter().next() {
             let Some(uri) = NameAddr::parse(&top)
                 .ok()
                 .and_then(|n| SipUri::parse(&n.uri).ok())
@@ -539,10 +536,10 @@ impl Core {
             let sig = uri.param(RR_SIG).flatten().unwrap_or_default();
             let trunk_sid = uri.param(RR_TRUNK).flatten().map(rr_unescape);
             if !self.route_key.verify(
-                &side,
+                side,
                 trunk_sid.as_deref().unwrap_or_default(),
                 &call_id,
-                &sig,
+                sig,
             ) {
                 return Err(Forged);
             }

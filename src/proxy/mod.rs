@@ -170,9 +170,14 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let metrics = ProxyMetrics::new(&registry);
     let resolver = Resolver::new(&config.dns, &registry).map_err(|e| anyhow!("DNS: {e}"))?;
     let listener_tls = tls::ListenerTls::new(&config.listen)?;
-    let routes = Routes::compile(config.clone(), &Routes::empty())?;
+    // The routes own the trunks; keep only the few settings `run` still needs.
+    let listen = config.listen.clone();
+    let admin_addr = config.admin;
+    let first_revision = config.revision.clone().unwrap_or_default();
+    let trunk_count = config.trunks.len();
+    let routes = Routes::compile(config, &Routes::empty())?;
 
-    let tcp = match config.listen.tcp {
+    let tcp = match listen.tcp {
         Some(a) => Some(
             TcpListener::bind(a)
                 .await
@@ -180,7 +185,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let tls_listener = match config.listen.tls {
+    let tls_listener = match listen.tls {
         Some(a) => Some(
             TcpListener::bind(a)
                 .await
@@ -232,7 +237,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     trim_heap();
 
     let ready = Arc::new(AtomicBool::new(true));
-    if let Some(addr) = config.admin {
+    if let Some(addr) = admin_addr {
         let listener = admin::bind(addr).await?;
         let state = admin::AdminState {
             registry: registry.clone(),
@@ -252,12 +257,10 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         }
         ConfigSource::Secret(client, secret) => {
             let (run_tx, run_rx) = tokio::sync::watch::channel(cluster::Running {
-                revision: config.revision.clone().unwrap_or_default(),
+                revision: first_revision,
                 secret_uid: None,
             });
-            let endpoint = config
-                .admin
-                .map(|a| quota_endpoint(a, args.peer_address));
+            let endpoint = admin_addr.map(|a| quota_endpoint(a, args.peer_address));
             if endpoint.is_none() {
                 warn!("no admin listener: this proxy cannot share trunk quotas with its peers");
             }
@@ -302,7 +305,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     info!(
         tcp = ?listeners.tcp,
         tls = ?listeners.tls,
-        trunks = config.trunks.len(),
+        trunks = trunk_count,
         "vsip proxy ready"
     );
     tokio::spawn(watch_listener_certificate(core.clone()));
@@ -367,7 +370,9 @@ pub fn apply_config(core: &Arc<Core>, mut config: ProxyConfig) -> anyhow::Result
 async fn watch_config_file(core: Arc<Core>, path: PathBuf) {
     let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last: Option<SystemTime> = stamp(&path);
-    let mut last_text = std::fs::read_to_string(&path).unwrap_or_default();
+    // A digest, not the text: a 10,000-trunk file is megabytes kept for nothing.
+    let digest = |t: &str| ring::digest::digest(&ring::digest::SHA256, t.as_bytes());
+    let mut last_digest = digest(&std::fs::read_to_string(&path).unwrap_or_default());
     loop {
         tokio::time::sleep(CONFIG_POLL).await;
         let now = stamp(&path);
@@ -378,10 +383,11 @@ async fn watch_config_file(core: Arc<Core>, path: PathBuf) {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
-        if text == last_text {
+        let now_digest = digest(&text);
+        if now_digest.as_ref() == last_digest.as_ref() {
             continue;
         }
-        last_text = text.clone();
+        last_digest = now_digest;
         let result = ProxyConfig::from_yaml(&text)
             .map_err(|e| anyhow!("{e}"))
             .and_then(|c| apply_config(&core, c));

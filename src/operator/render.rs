@@ -74,14 +74,16 @@ pub fn fnv1a_128(bytes: &[u8]) -> u128 {
 /// True when `a` is older than `b`: creation time first, then `namespace/name` so the
 /// order is total and every replica of the operator agrees on it.
 pub fn older(a: &VirtualSipTrunk, b: &VirtualSipTrunk) -> bool {
-    let ka = (a.metadata.creation_timestamp.as_ref(), trunk_key(a));
-    let kb = (b.metadata.creation_timestamp.as_ref(), trunk_key(b));
     // `None` (never persisted) sorts last: an object the API server stored first is older.
-    match (ka.0, kb.0) {
+    // The names are only formatted on a tie (this runs for every pair sharing a number).
+    match (
+        a.metadata.creation_timestamp.as_ref(),
+        b.metadata.creation_timestamp.as_ref(),
+    ) {
         (Some(ta), Some(tb)) if ta != tb => ta < tb,
         (Some(_), None) => true,
         (None, Some(_)) => false,
-        _ => ka.1 < kb.1,
+        _ => trunk_key(a) < trunk_key(b),
     }
 }
 
@@ -108,7 +110,17 @@ pub fn conflicts_for(trunk: &VirtualSipTrunk, all: &[Arc<VirtualSipTrunk>]) -> V
     // For each of my numbers, the oldest other trunk claiming it (if older than me).
     let mut owners: BTreeMap<&str, &VirtualSipTrunk> = BTreeMap::new();
     for other in all {
-        if !older(other, trunk) || trunk_key(other) == me {
+        // Cheap test first: with 10,000 trunks this runs 10,000 times per reconcile, and
+        // almost no trunk shares a number (formatting names for each was most of the
+        // operator's CPU).
+        if !other
+            .spec
+            .numbers
+            .iter()
+            .any(|n| mine.contains_key(n.as_str()))
+            || !older(other, trunk)
+            || trunk_key(other) == me
+        {
             continue;
         }
         for n in &other.spec.numbers {

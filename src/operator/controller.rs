@@ -67,10 +67,35 @@ pub struct RenderedState {
     pub history: Vec<(String, Arc<HashMap<String, i64>>)>,
 }
 
+/// How often the proxies' running revisions are compared (heartbeat Leases are watched, so
+/// this is a read of the local cache): the last step of a change reaching `Programmed`.
+const LIVE_POLL: Duration = Duration::from_millis(250);
+/// The trunk-set fingerprint (deletions) is checked every this many polls (2 s).
+const FINGERPRINT_EVERY: u32 = 8;
+
 /// Revisions kept in [`RenderedState::history`].
 const HISTORY: usize = 32;
 
 impl RenderedState {
+    /// Trunks whose current generation some live proxy does not run yet: the only
+    /// trunks whose `Programmed` can change when the proxies' revisions move.
+    pub fn behind(&self, live: &[String]) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for rev in live {
+            match self.history.iter().find(|(r, _)| r == rev) {
+                Some((_, held)) => out.extend(
+                    self.generations
+                        .iter()
+                        .filter(|(k, g)| held.get(*k) != Some(*g))
+                        .map(|(k, _)| k.clone()),
+                ),
+                // A revision older than the history: everything counts as behind.
+                None => return self.generations.keys().cloned().collect(),
+            }
+        }
+        out
+    }
+
     /// The state of a configuration read back from the Secret (operator restart).
     pub fn from_config(config: &ProxyConfig) -> Self {
         let generations: Arc<HashMap<String, i64>> = Arc::new(
@@ -123,10 +148,11 @@ impl RenderedState {
             })
             .count();
         if behind == 0 {
-            let mut revs: Vec<&str> = live.iter().map(String::as_str).collect();
-            revs.dedup();
+            // No revision names or proxy counts here: they change with every other
+            // trunk's edit or a scale event, and a message that changes rewrites every
+            // trunk's status each time.
             ProgrammedObservation::InConfig {
-                revision: format!("{} (all {} live proxies)", revs.join(", "), live.len()),
+                revision: "every live proxy".into(),
             }
         } else {
             ProgrammedObservation::Excluded {
@@ -622,6 +648,7 @@ pub async fn renderer(
     let mut last_fingerprint = None;
     let mut last_render = Instant::now();
     let mut last_live = ctx.live_revisions();
+    let mut tick: u32 = 0;
     loop {
         if !retry {
             // Deleted trunks trigger no reconcile: a cheap fingerprint of the trunk set
@@ -629,14 +656,28 @@ pub async fn renderer(
             loop {
                 tokio::select! {
                     _ = ctx.render_requests.notified() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                        // Proxies moved to another revision: every trunk's Programmed may change.
+                    _ = tokio::time::sleep(LIVE_POLL) => {
+                        tick = tick.wrapping_add(1);
+                        // Proxies moved to another revision: requeue only the trunks whose
+                        // Programmed can change (all of them when proxies appear or vanish).
                         let live = ctx.live_revisions();
                         if live != last_live {
-                            last_live = live;
-                            for t in ctx.all_trunks() {
-                                requeue(&requeuers, &trunk_key(&t));
+                            let state = ctx.rendered.borrow().clone();
+                            if live.is_empty() != last_live.is_empty() {
+                                for t in ctx.all_trunks() {
+                                    requeue(&requeuers, &trunk_key(&t));
+                                }
+                            } else {
+                                let before = state.behind(&last_live);
+                                let after = state.behind(&live);
+                                for key in before.symmetric_difference(&after) {
+                                    requeue(&requeuers, key);
+                                }
                             }
+                            last_live = live;
+                        }
+                        if !tick.is_multiple_of(FINGERPRINT_EVERY) {
+                            continue;
                         }
                         let fp = Some(trunk_set_fingerprint(&ctx.all_trunks()));
                         if fp != last_fingerprint || last_render.elapsed() > Duration::from_secs(60) {
@@ -783,6 +824,35 @@ fn update_trunk_gauge(ctx: &Context) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_trunks_a_live_proxy_lags_on_are_behind() {
+        let g = |pairs: &[(&str, i64)]| -> Arc<HashMap<String, i64>> {
+            Arc::new(pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect())
+        };
+        let r1 = g(&[("a/x", 1), ("a/y", 1)]);
+        let r2 = g(&[("a/x", 2), ("a/y", 1)]);
+        let state = RenderedState {
+            revision: Some("r2".into()),
+            generations: r2.clone(),
+            excluded: HashMap::new(),
+            history: vec![("r1".into(), r1), ("r2".into(), r2)],
+        };
+        let set = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<HashSet<_>>();
+        assert_eq!(state.behind(&["r1".into()]), set(&["a/x"]));
+        assert_eq!(state.behind(&["r2".into()]), set(&[]));
+        assert_eq!(state.behind(&["r1".into(), "r2".into()]), set(&["a/x"]));
+        // A proxy on a revision older than the history lags on everything.
+        assert_eq!(state.behind(&["r0".into()]), set(&["a/x", "a/y"]));
+        // Moving r1 → r2 requeues a/x only, not a/y.
+        let moved: Vec<_> = state
+            .behind(&["r1".into()])
+            .symmetric_difference(&state.behind(&["r2".into()]))
+            .cloned()
+            .collect();
+        assert_eq!(moved, ["a/x"]);
+    }
+
     use super::*;
 
     fn state() -> RenderedState {

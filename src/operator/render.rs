@@ -700,8 +700,10 @@ pub(crate) mod tests {
         assert!(e.contains("fqdn") && e.contains("10.1.2.3"), "{e}");
     }
 
+    /// Scale behaviour, not speed (the ≤ 50 ms target is checked by `make bench-operator`,
+    /// never by a timed assertion on a noisy machine): every trunk and number rendered once.
     #[test]
-    fn render_of_10000_trunks_is_fast() {
+    fn render_of_10000_trunks() {
         let trunks: Vec<Arc<VirtualSipTrunk>> = (0..10_000)
             .map(|i| {
                 let numbers = [format!("+9180{i:08}"), format!("+9181{i:08}")];
@@ -714,13 +716,16 @@ pub(crate) mod tests {
                 ))
             })
             .collect();
-        let start = std::time::Instant::now();
         let r = render(&trunks, &SecretLookup::new(), &fleet());
-        let took = start.elapsed();
         assert_eq!(r.config.trunks.len(), 10_000);
-        eprintln!("render of 10,000 trunks: {took:?}");
-        // Target ≤ 50 ms in release; debug builds are ~10x slower.
-        let limit = if cfg!(debug_assertions) { 2_000 } else { 50 };
-        assert!(took.as_millis() <= limit, "render took {took:?}");
+        assert_eq!(
+            r.config
+                .trunks
+                .iter()
+                .map(|t| t.spec.numbers.len())
+                .sum::<usize>(),
+            20_000
+        );
+        assert!(r.excluded.is_empty());
     }
 }

@@ -231,7 +231,7 @@ pub fn desired_status(
             Some(true),
             "Programmed",
             format!(
-                "configuration revision {revision} contains generation {}",
+                "{revision} runs a configuration containing generation {}",
                 g.unwrap_or_default()
             ),
             g,

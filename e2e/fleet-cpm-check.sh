@@ -106,7 +106,10 @@ check "both proxies name the same owner for every trunk" bash -c "
 
 # load PROXY NUMBER CALLS RATE TAG: SIPp carrier calls; 503 (quota) is an accepted outcome.
 load() {
-  sipp "127.0.0.1:${SIP[$1]}" -sf tests/scenarios/uac_cpm.xml -t t1 -i 127.0.0.1 -s "$2" -m "$3" -r "$4" \
+  # Concurrent SIPp clients each get their own local port (two on SIPp's default
+  # 5061 can fail at start with "Problem EAGAIN").
+  sipp "127.0.0.1:${SIP[$1]}" -sf tests/scenarios/uac_cpm.xml -t t1 -i 127.0.0.1 -p "$(free_port)" \
+    -s "$2" -m "$3" -r "$4" \
     -nostdin -timeout 120 -trace_msg -message_file "$WORK/uac-$5.log" >"$WORK/uac-$5.out" 2>&1
 }
 throttled() { grep -c '^SIP/2.0 503' "$WORK/uac-$1.log" 2>/dev/null || true; }

@@ -17,17 +17,15 @@ VSIP="${VSIP_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/vsip}"
 [ -x "$VSIP" ] || { echo "build vsip first (cargo build)"; exit 1; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-calls-check.XXXXXX")"
 STATE="$WORK/cluster"
-PASSED=0; FAILED=0; PIDS=()
-say()  { printf '[calls-check %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-check() { local name="$1"; shift; if "$@" >"$WORK/last.out" 2>&1; then PASSED=$((PASSED+1)); echo "PASS: $name";
-          else FAILED=$((FAILED+1)); echo "FAIL: $name"; tail -n 20 "$WORK/last.out" | sed 's/^/    /'; fi; }
+PIDS=()
+CHECK_NAME=calls-check
+source "$ROOT/e2e/lib.sh"
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
   bash e2e/cluster/down.sh "$STATE" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 bg_sipp() { local out; out=$(sipp "$@" -bg -nostdin 2>&1 || true); PIDS+=("$(sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' <<<"$out")"); }
 
 DNS_PORT=$(free_port); SBC_PORT=$(free_port); CARRIER_PORT=$(free_port); OP_ADMIN=$(free_port)
@@ -37,12 +35,6 @@ export KUBECONFIG="$STATE/kubeconfig"
 kubectl apply -f crds/vsip.io_virtualsiptrunks.yaml >/dev/null
 kubectl wait --for=condition=Established crd/virtualsiptrunks.vsip.io --timeout=30s >/dev/null
 kubectl create namespace vsip-system >/dev/null; kubectl create namespace acme >/dev/null
-# user kubeconfig for a ServiceAccount's token: sa_kubeconfig SA FILE
-sa_kubeconfig() {
-  local token; token="$(kubectl -n vsip-system create token "$1" --duration=1h)" || return 1
-  kubectl config view --minify --raw -o json \
-    | jq --arg t "$token" '.users = [{name: "sa", user: {token: $t}}] | .contexts[0].context.user = "sa"' >"$2"
-}
 
 say "lab DNS, SBCs (127.0.0.2 and 127.0.0.3), carrier"
 cat >"$WORK/dns.yaml" <<YAML
@@ -78,7 +70,7 @@ check "the operator renders the proxy fleet (Deployment, ServiceAccount)" fleet_
 # and the arguments of the Deployment the operator rendered.
 KC="$WORK/proxy.kubeconfig"
 sa_kubeconfig vsip-proxy "$KC"
-mapfile -t proxy_args < <(kubectl -n vsip-system get deploy vsip-proxy -o json | jq -r '.spec.template.spec.containers[0].args[]')
+read_proxy_args
 say "proxy args from the rendered Deployment: ${proxy_args[*]}"
 KUBECONFIG="$KC" POD_NAME=proxy-e2e-0 POD_NAMESPACE=vsip-system POD_IP=127.0.0.1 "$VSIP" "${proxy_args[@]}" \
   >"$WORK/proxy.log" 2>&1 & PROXY_PID=$!; PIDS+=("$PROXY_PID")

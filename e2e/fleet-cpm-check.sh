@@ -17,18 +17,16 @@ VSIP="${VSIP_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/vsip}"
 [ -x "$VSIP" ] || { echo "build vsip first (cargo build)"; exit 1; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-fleet-cpm.XXXXXX")"
 STATE="$WORK/cluster"
-PASSED=0; FAILED=0; PIDS=()
+PIDS=()
+CHECK_NAME=fleet-cpm
+source "$ROOT/e2e/lib.sh"
 QUOTA=200
-say()  { printf '[fleet-cpm %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-check() { local name="$1"; shift; if "$@" >"$WORK/last.out" 2>&1; then PASSED=$((PASSED+1)); echo "PASS: $name";
-          else FAILED=$((FAILED+1)); echo "FAIL: $name"; tail -n 20 "$WORK/last.out" | sed 's/^/    /'; fi; }
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
   bash e2e/cluster/down.sh "$STATE" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 DNS_PORT=$(free_port); SBC_PORT=$(free_port); CARRIER_PORT=$(free_port); OP_ADMIN=$(free_port)
 declare -A SIP ADMIN PID
@@ -60,11 +58,9 @@ for _ in $(seq 60); do kubectl -n vsip-system get deploy/vsip-proxy sa/vsip-prox
 
 # Both proxies run the rendered Deployment's arguments with the proxies'
 # ServiceAccount token; only their listen/admin ports differ (one host).
-token="$(kubectl -n vsip-system create token vsip-proxy --duration=1h)"
 KC="$WORK/proxy.kubeconfig"
-kubectl config view --minify --raw -o json \
-  | jq --arg t "$token" '.users = [{name: "proxy", user: {token: $t}}] | .contexts[0].context.user = "proxy"' >"$KC"
-mapfile -t proxy_args < <(kubectl -n vsip-system get deploy vsip-proxy -o json | jq -r '.spec.template.spec.containers[0].args[]')
+sa_kubeconfig vsip-proxy "$KC"
+read_proxy_args
 start_proxy() {
   KUBECONFIG="$KC" POD_NAME="proxy-$1" POD_NAMESPACE=vsip-system "$VSIP" "${proxy_args[@]}" \
     --listen-tcp "127.0.0.1:${SIP[$1]}" --admin "127.0.0.1:${ADMIN[$1]}" >"$WORK/proxy-$1.log" 2>&1 &

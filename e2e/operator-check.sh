@@ -14,10 +14,9 @@ VSIP="${VSIP_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/vsip}"
 [ -x "$VSIP" ] || { echo "build vsip first (cargo build)"; exit 1; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-operator-check.XXXXXX")"
 STATE="$WORK/cluster"
-PASSED=0; FAILED=0; PIDS=()
-say()  { printf '[operator-check %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-check() { local name="$1"; shift; if "$@" >"$WORK/last.out" 2>&1; then PASSED=$((PASSED+1)); echo "PASS: $name";
-          else FAILED=$((FAILED+1)); echo "FAIL: $name"; tail -n 20 "$WORK/last.out" | sed 's/^/    /'; fi; }
+PIDS=()
+CHECK_NAME=operator-check
+source "$ROOT/e2e/lib.sh"
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   # Before `wait`: the restarted kube-apiserver is a child of this shell too.
@@ -25,7 +24,6 @@ cleanup() {
   wait 2>/dev/null
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 DNS_PORT=$(free_port); SIP_PORT=$(free_port); PROXY_ADMIN=$(free_port)
 declare -A OP_ADMIN OP_PID
@@ -55,11 +53,9 @@ start_operator() {
 say "two operator replicas (leader election) and a cluster-mode proxy"
 start_operator a; start_operator b
 for _ in $(seq 60); do kubectl -n vsip-system get deploy/vsip-proxy sa/vsip-proxy >/dev/null 2>&1 && break; sleep 1; done
-token="$(kubectl -n vsip-system create token vsip-proxy --duration=1h)"
 KC="$WORK/proxy.kubeconfig"
-kubectl config view --minify --raw -o json \
-  | jq --arg t "$token" '.users = [{name: "proxy", user: {token: $t}}] | .contexts[0].context.user = "proxy"' >"$KC"
-mapfile -t proxy_args < <(kubectl -n vsip-system get deploy vsip-proxy -o json | jq -r '.spec.template.spec.containers[0].args[]')
+sa_kubeconfig vsip-proxy "$KC"
+read_proxy_args
 KUBECONFIG="$KC" POD_NAME=proxy-op-0 "$VSIP" "${proxy_args[@]}" \
   --listen-tcp "127.0.0.1:$SIP_PORT" --admin "127.0.0.1:$PROXY_ADMIN" >"$WORK/proxy.log" 2>&1 & PIDS+=($!)
 

@@ -14,6 +14,7 @@
 #   MEM_TRUNKS=1000 bash bench/memory.sh
 #   VSIP_BIN=/path/to/vsip bash bench/memory.sh    (skip the cargo build)
 #   MEM_ENV="MALLOC_ARENA_MAX=1" bash bench/memory.sh   (extra environment for the proxy)
+#   per repeat, /proc/PID/smaps is kept in bench/out/memory/smaps-N.txt
 #   MEM_WAIT=20 (default)          seconds to stay idle after the CPU went quiet, before sampling
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,6 +105,9 @@ try:
               f"file {row['RssFile'] / 1024:.1f}), VmHWM {row['VmHWM'] / 1024:.1f} MB, "
               f"threads {row['Threads']:.0f}, ready {ready:.1f} s, all resolved {resolved:.1f} s, "
               f"idle CPU {cpu:.1f} %, load1 {row['load1']:.2f}", flush=True)
+        # Per-mapping RSS, for finding where the memory is.
+        with open(f"/proc/{p.pid}/smaps") as src, open(os.path.join(out, f"smaps-{r}.txt"), "w") as dst:
+            dst.write(src.read())
         p.stop()
 finally:
     dns.stop()

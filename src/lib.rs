@@ -7,10 +7,12 @@
 //! - [`operator`]: the control plane (kube-rs controller)
 //! - [`admin`], [`telemetry`]: HTTP admin endpoints, metrics and logs
 //! - [`lab`]: a small authoritative DNS server for labs, demos and tests
+//! - [`heap`]: handing freed memory back after large one-off jobs
 
 pub mod admin;
 pub mod config;
 pub mod dns;
+pub mod heap;
 pub mod lab;
 pub mod operator;
 pub mod proxy;

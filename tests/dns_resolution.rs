@@ -106,13 +106,13 @@ async fn families_in_requested_order_records_in_answer_order() {
     );
     assert_eq!(r.fqdn, "sip.acme.example");
     assert!(!r.via_cname);
-    assert_eq!(r.records.len(), 3);
-    assert_eq!(r.records[0].address, "127.0.0.1");
-    assert_eq!(r.records[0].family, IPv4);
-    assert_eq!(r.records[2].address, "::1");
-    assert_eq!(r.records[2].family, IPv6);
+    assert_eq!(r.records().len(), 3);
+    assert_eq!(r.records()[0].address, "127.0.0.1");
+    assert_eq!(r.records()[0].family, IPv4);
+    assert_eq!(r.records()[2].address, "::1");
+    assert_eq!(r.records()[2].family, IPv6);
     assert!(
-        r.records
+        r.records()
             .iter()
             .all(|a| a.ttl_seconds > 25 && a.ttl_seconds <= 30)
     );
@@ -163,7 +163,7 @@ async fn changed_record_old_answer_until_ttl_then_new() {
     let lab = lab(vec![LabRecord::a("sip.acme.example", V4, 1)]).await;
     let r = lab.resolve("sip.acme.example", &[IPv4]).await.unwrap();
     assert_eq!(ips(&r), vec![IpAddr::V4(V4)]);
-    assert_eq!(r.records[0].ttl_seconds, 1);
+    assert_eq!(r.records()[0].ttl_seconds, 1);
     lab.dns
         .set_records(vec![LabRecord::a("sip.acme.example", V4B, 1)]);
     let r = lab.resolve("sip.acme.example", &[IPv4]).await.unwrap();
@@ -192,7 +192,7 @@ async fn max_ttl_clamps_long_ttls() {
     )
     .await;
     let r = lab.resolve("sip.acme.example", &[IPv4]).await.unwrap();
-    assert_eq!(r.records[0].ttl_seconds, 1);
+    assert_eq!(r.records()[0].ttl_seconds, 1);
     assert!(r.expires <= Instant::now() + Duration::from_secs(1));
     lab.dns
         .set_records(vec![LabRecord::a("sip.acme.example", V4B, 300)]);
@@ -329,9 +329,9 @@ async fn cname_sets_via_cname_and_bounds_the_ttl() {
     assert!(r.via_cname);
     assert_eq!(ips(&r), vec![IpAddr::V4(V4), IpAddr::V6(V6)]);
     assert!(
-        r.records.iter().all(|a| a.ttl_seconds <= 5),
+        r.records().iter().all(|a| a.ttl_seconds <= 5),
         "{:?}",
-        r.records
+        r.records()
     );
     let r = lab.resolve("sip.acme.example", &[IPv4]).await.unwrap();
     assert!(!r.via_cname);
@@ -379,7 +379,7 @@ async fn ipv6_only_name() {
     let lab = lab(vec![LabRecord::aaaa("v6.acme.example", V6, 30)]).await;
     let r = lab.resolve("v6.acme.example", &[IPv4, IPv6]).await.unwrap();
     assert_eq!(ips(&r), vec![IpAddr::V6(V6)]);
-    assert_eq!(r.records[0].family, IPv6);
+    assert_eq!(r.records()[0].family, IPv6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,7 +421,7 @@ async fn update_config_switches_nameservers() {
         Duration::from_secs(2),
     ));
     let r = lab.resolve("sip.acme.example", &[IPv4]).await.unwrap();
-    assert_eq!(r.records[0].ttl_seconds, 1);
+    assert_eq!(r.records()[0].ttl_seconds, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,7 +560,7 @@ async fn system_resolver_reads_the_hosts_file() {
     let r = resolver.resolve("localhost", &[IPv4]).await.unwrap();
     assert!(r.addrs.contains(&IpAddr::V4(V4)), "{r:?}");
     assert!(
-        r.records[0].ttl_seconds <= 60,
+        r.records()[0].ttl_seconds <= 60,
         "clamped by the default maxTtl"
     );
 }

@@ -112,9 +112,10 @@ pub struct TrunkConfig {
     #[serde(flatten)]
     pub spec: VirtualSipTrunkSpec,
     /// TLS material: files (standalone) or inline PEM (rendered by the operator
-    /// from the Secrets the spec references).
+    /// from the Secrets the spec references). Boxed: most trunks have none, and
+    /// the proxy keeps one of these per trunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_material: Option<TlsMaterial>,
+    pub tls_material: Option<Box<TlsMaterial>>,
 }
 
 #[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

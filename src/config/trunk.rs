@@ -64,7 +64,8 @@ pub struct VirtualSipTrunkSpec {
     pub codecs: Vec<Codec>,
     /// TLS settings; only with `transport: TLS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TrunkTls>,
+    // Boxed: absent on most trunks, and the proxy keeps a spec per trunk.
+    pub tls: Option<Box<TrunkTls>>,
     /// Failover between the addresses the FQDN resolves to.
     #[serde(default)]
     pub failover: Failover,

@@ -65,12 +65,32 @@ pub struct Resolution {
     pub fqdn: String,
     /// Families in the requested order, records in answer order.
     pub addrs: Vec<IpAddr>,
-    /// `ttl_seconds` is what remained of the cache lifetime (min(TTL, maxTtl)) at lookup time.
-    pub records: Vec<ResolvedAddress>,
+    /// Per address of `addrs`: what remained of its cache lifetime (min(TTL, maxTtl))
+    /// at lookup time, in whole seconds. See [`Resolution::records`].
+    pub ttls: Box<[u32]>,
     /// The answer came through a CNAME (the seed's best practice warns against it).
     pub via_cname: bool,
     /// Min over the families that contributed addresses of min(record TTL, maxTtl).
     pub expires: Instant,
+}
+
+impl Resolution {
+    /// The addresses as the trunk status reports them. Built on demand: the
+    /// proxy caches a resolution per trunk FQDN and never reads these.
+    pub fn records(&self) -> Vec<ResolvedAddress> {
+        self.addrs
+            .iter()
+            .zip(self.ttls.iter())
+            .map(|(ip, &ttl_seconds)| ResolvedAddress {
+                address: ip.to_string(),
+                family: match ip {
+                    IpAddr::V4(_) => IpFamily::IPv4,
+                    IpAddr::V6(_) => IpFamily::IPv6,
+                },
+                ttl_seconds,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -625,12 +645,14 @@ fn assemble(
         .map(|a| a.result.as_ref().map_or(0, |r| r.addrs.len()))
         .sum();
     let mut addrs = Vec::with_capacity(n);
-    let mut records = Vec::with_capacity(n);
+    let mut ttls = Vec::with_capacity(n);
     let mut via_cname = false;
     let mut expires: Option<Instant> = None;
     let mut error: Option<DnsError> = None;
     for (pos, fam) in fams.iter().enumerate() {
-        let Some(fam) = *fam else { continue };
+        if fam.is_none() {
+            continue;
+        }
         let Some(answer) = &answers[pos] else {
             // Still pending: not part of this answer.
             continue;
@@ -640,11 +662,7 @@ fn assemble(
             Ok(r) if !r.addrs.is_empty() => {
                 for &(ip, until) in r.addrs.iter() {
                     addrs.push(ip);
-                    records.push(ResolvedAddress {
-                        address: ip.to_string(),
-                        family: fam,
-                        ttl_seconds: ttl_secs(until.saturating_duration_since(now)),
-                    });
+                    ttls.push(ttl_secs(until.saturating_duration_since(now)));
                 }
                 via_cname |= r.via_cname;
                 expires = Some(expires.map_or(r.expires, |e| e.min(r.expires)));
@@ -667,7 +685,7 @@ fn assemble(
             Ok(Arc::new(Resolution {
                 fqdn: key.to_owned(),
                 addrs,
-                records,
+                ttls: ttls.into(),
                 via_cname,
                 expires,
             })),

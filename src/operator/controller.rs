@@ -368,7 +368,7 @@ fn dns_observation(
             let left = r.expires.saturating_duration_since(Instant::now());
             (
                 DnsObservation::Resolved {
-                    records: r.records.clone(),
+                    records: r.records(),
                     via_cname: r.via_cname,
                 },
                 left.clamp(Duration::from_secs(5), Duration::from_secs(300)),

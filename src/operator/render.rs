@@ -304,7 +304,7 @@ pub fn render(
             continue;
         }
         let tls_material = match resolve_refs(trunk, secrets) {
-            Refs::Resolved(m) => m,
+            Refs::Resolved(m) => m.map(Box::new),
             Refs::Broken(problems) => {
                 excluded.insert(key, Exclusion::RefsNotResolved(problems.join("; ")));
                 continue;
@@ -550,10 +550,10 @@ pub(crate) mod tests {
         let bad = Arc::new(trunk("b", "bad", 0, bad_spec));
         let mut tls = spec("sip.c.example", &[]);
         tls.transport = Transport::Tls;
-        tls.tls = Some(TrunkTls {
+        tls.tls = Some(Box::new(TrunkTls {
             ca_secret_ref: Some(SecretRef { name: "ca".into() }),
             ..Default::default()
-        });
+        }));
         let missing = Arc::new(trunk("c", "tls", 0, tls));
         let r = render(&[good, bad, missing], &SecretLookup::new(), &fleet());
         assert_eq!(r.config.trunks.len(), 1);
@@ -565,13 +565,13 @@ pub(crate) mod tests {
     fn tls_material_is_copied_from_secrets() {
         let mut s = spec("sip.c.example", &[]);
         s.transport = Transport::Tls;
-        s.tls = Some(TrunkTls {
+        s.tls = Some(Box::new(TrunkTls {
             ca_secret_ref: Some(SecretRef { name: "ca".into() }),
             client_certificate_secret_ref: Some(SecretRef {
                 name: "client".into(),
             }),
             server_name: None,
-        });
+        }));
         let t = Arc::new(trunk("c", "tls", 0, s));
         let mut secrets = SecretLookup::new();
         secrets.insert(

@@ -422,15 +422,7 @@ impl Core {
         {
             return Some(t.clone());
         }
-        let sources = self.sources.load();
-        let names = sources.trunks_by_ip.get(&conn.peer.ip())?;
-        names.iter().find_map(|n| {
-            routes
-                .by_name
-                .get(n)
-                .and_then(|&i| routes.trunks.get(i))
-                .cloned()
-        })
+        self.sources.load().trunk_for(&conn.peer.ip(), routes)
     }
 
     fn on_cancel(&self, msg: &Message, conn: &ConnHandle) {

@@ -17,7 +17,6 @@ pub mod tls;
 pub mod transport;
 
 use std::{
-    collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     sync::{Arc, atomic::AtomicBool},
@@ -361,7 +360,7 @@ pub fn apply_config(core: &Arc<Core>, mut config: ProxyConfig) -> anyhow::Result
     core.resolver.update_config(&config.dns);
     core.metrics.routes_trunks.set(routes.trunks.len() as i64);
     core.quota
-        .retain_trunks(|sid| routes.by_sid.contains_key(sid));
+        .retain_trunks(|sid| routes.trunk_by_sid(sid).is_some());
     core.routes.store(Arc::new(routes));
     trim_heap();
     Ok(())
@@ -471,8 +470,8 @@ async fn source_refresher(core: Arc<Core>) {
                 .map(|t| {
                     routes_seen
                         .as_ref()
-                        .and_then(|seen| seen.by_name.get(t.name()))
-                        .and_then(|&j| old.get(j))
+                        .and_then(|seen| seen.index_of(t.name()))
+                        .and_then(|j| old.get(j))
                         .cloned()
                         .unwrap_or_default()
                 })
@@ -537,20 +536,12 @@ async fn source_refresher(core: Arc<Core>) {
             changed = true;
         }
         if changed {
-            let mut by_ip: HashMap<IpAddr, Vec<String>> = HashMap::with_capacity(state.len());
-            for (t, s) in routes.trunks.iter().zip(&state) {
-                for ip in s.addrs.iter() {
-                    by_ip
-                        .entry(*ip)
-                        .or_insert_with(|| Vec::with_capacity(1))
-                        .push(t.cfg.name.clone());
-                }
-            }
-            by_ip.shrink_to_fit();
-            core.sources.store(Arc::new(SourceIndex {
-                trunks_by_ip: by_ip,
-                upstream_ips: upstream_ips.clone(),
-            }));
+            let sources = SourceIndex::new(
+                routes.clone(),
+                state.iter().map(|s| &*s.addrs),
+                upstream_ips.clone(),
+            );
+            core.sources.store(Arc::new(sources));
             let _ = core.source_ready.send(true);
         }
         // Answers that expired since the last pass leave the DNS cache now, not

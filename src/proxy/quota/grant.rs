@@ -162,7 +162,7 @@ async fn owner(State(core): State<Arc<Core>>, uri: Uri) -> impl IntoResponse {
         .to_owned();
     let routes = core.routes.load();
     // Accept a trunk name (namespace/name) as well as its SID.
-    let sid = match routes.by_name.get(&sid).and_then(|&i| routes.trunks.get(i)) {
+    let sid = match routes.trunk_by_name(&sid) {
         Some(t) => t.cfg.trunk_sid.clone(),
         None => sid,
     };

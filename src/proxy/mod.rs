@@ -233,7 +233,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     // Calls from trunks are only recognised once their FQDNs have resolved once.
     let mut source_ready = core.source_ready.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(5), source_ready.wait_for(|r| *r)).await;
-    trim_heap();
+    crate::heap::trim();
 
     let ready = Arc::new(AtomicBool::new(true));
     if let Some(addr) = admin_addr {
@@ -362,7 +362,7 @@ pub fn apply_config(core: &Arc<Core>, mut config: ProxyConfig) -> anyhow::Result
     core.quota
         .retain_trunks(|sid| routes.trunk_by_sid(sid).is_some());
     core.routes.store(Arc::new(routes));
-    trim_heap();
+    crate::heap::trim();
     Ok(())
 }
 
@@ -429,7 +429,7 @@ async fn watch_listener_certificate(core: Arc<Core>) {
     }
 }
 
-/// A refresh pass with at least this many lookups is followed by [`trim_heap`]
+/// A refresh pass with at least this many lookups is followed by [`crate::heap::trim`]
 /// once [`TRIM_DELAY`] has passed (its assembled answers and negative answers
 /// have expired and been swept by then).
 const TRIM_AFTER_LOOKUPS: usize = 1000;
@@ -549,18 +549,8 @@ async fn source_refresher(core: Arc<Core>) {
         core.resolver.purge_expired();
         if trim_at.is_some_and(|t| t <= Instant::now()) {
             trim_at = None;
-            trim_heap();
+            crate::heap::trim();
         }
         tokio::time::sleep(SOURCE_TICK).await;
-    }
-}
-
-/// Hands freed heap back to the OS after a large one-off allocation (a config
-/// parse), so RSS reflects what is live.
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory; no pointers are touched.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -28,7 +28,7 @@ use kube::{
     runtime::{
         WatchStreamExt,
         controller::{self, Action, Controller},
-        events::{Event as KubeEvent, EventType, Recorder},
+        events::{Event as KubeEvent, EventType},
         reflector::{self, ObjectRef, Store},
         watcher::{self, watcher},
     },
@@ -315,7 +315,7 @@ pub struct Context {
     pub fleet: FleetSettings,
     pub resolver: Resolver,
     pub metrics: Metrics,
-    pub recorder: Recorder,
+    pub recorder: super::events::EventPublisher,
     pub stores: Vec<Store<VirtualSipTrunk>>,
     pub secrets: Arc<SecretCache>,
     pub rendered: watch::Receiver<Arc<RenderedState>>,

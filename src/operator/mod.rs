@@ -7,6 +7,7 @@
 //! - [`fleet`] — the Deployment, Service, PDB, RBAC and config Secret the operator owns.
 //! - [`controller`] — `Context`, `reconcile`, the renderer task.
 //! - [`metrics`] — `vsip_operator_*`.
+//! - [`events`] — Kubernetes Events on condition transitions.
 //!
 //! Leader election: every replica serves `/healthz`, `/readyz` and `/metrics`; only the
 //! holder of the `vsip-operator` Lease reconciles. Losing the Lease stops the process (a fresh
@@ -19,6 +20,7 @@
 pub mod controller;
 pub mod crdgen;
 mod error;
+pub mod events;
 pub mod fleet;
 pub mod metrics;
 pub mod render;
@@ -35,10 +37,7 @@ use std::{
 
 use anyhow::Context as _;
 use futures::{FutureExt, future::BoxFuture};
-use kube::{
-    Client,
-    runtime::events::{Recorder, Reporter},
-};
+use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::{Notify, watch};
 
@@ -426,12 +425,10 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
         fleet: fleet.clone(),
         resolver,
         metrics: metrics.clone(),
-        recorder: Recorder::new(
+        recorder: events::EventPublisher::new(
             client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: Some(identity.clone()),
-            },
+            FIELD_MANAGER.into(),
+            identity.clone(),
         ),
         stores: scopes.iter().map(controller::Scope::store).collect(),
         secrets,

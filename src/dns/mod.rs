@@ -433,6 +433,27 @@ impl Resolver {
         fqdn: &str,
         families: &[IpFamily],
     ) -> Result<Arc<Resolution>, DnsError> {
+        self.resolve_with(fqdn, families, true).await
+    }
+
+    /// [`Resolver::resolve`] for background refreshes (the proxy's source index):
+    /// the per-family answers are cached for calls to use, the assembled result
+    /// is not. Kept, it would outlive its use by a second; after a refresh of
+    /// 10,000 names those results leave holes among the answers that stay.
+    pub async fn refresh(
+        &self,
+        fqdn: &str,
+        families: &[IpFamily],
+    ) -> Result<Arc<Resolution>, DnsError> {
+        self.resolve_with(fqdn, families, false).await
+    }
+
+    async fn resolve_with(
+        &self,
+        fqdn: &str,
+        families: &[IpFamily],
+        keep_assembled: bool,
+    ) -> Result<Arc<Resolution>, DnsError> {
         let key = normalize(fqdn);
         let (fams, combo) = family_combo(families);
         if combo == 0 {
@@ -538,7 +559,11 @@ impl Resolver {
         let now = Instant::now();
         let (result, valid_until) = assemble(key.as_ref(), &fams, &answers, now);
         // Cache the assembly only when every family answered and all are cacheable.
-        if complete && valid_until > now && self.inner.epoch.load(Ordering::SeqCst) == epoch {
+        if keep_assembled
+            && complete
+            && valid_until > now
+            && self.inner.epoch.load(Ordering::SeqCst) == epoch
+        {
             let mut cache = self.inner.cache.write().unwrap_or_else(|p| p.into_inner());
             if self.inner.epoch.load(Ordering::SeqCst) == epoch
                 && let Some(entry) = cache.get_mut(key.as_ref())
@@ -795,14 +820,20 @@ fn classify(key: &str, e: NetError, started: Instant) -> FamilyAnswer {
                 Some(t) => Duration::from_secs(u64::from(t)).min(NEGATIVE_TTL_CAP),
                 None => NEGATIVE_TTL_NO_SOA,
             };
-            let err = if nr.response_code == ResponseCode::NXDomain {
-                DnsError::NxDomain(key.to_owned())
+            let result = if nr.response_code == ResponseCode::NXDomain {
+                Err(DnsError::NxDomain(key.to_owned()))
             } else {
-                DnsError::NoAddresses(key.to_owned())
+                // NODATA: no records of this family. The common case for AAAA, so
+                // kept without an error text (assembly names it if it matters).
+                Ok(FamilyRecords {
+                    addrs: Box::default(),
+                    via_cname: false,
+                    expires: started,
+                })
             };
             FamilyAnswer {
                 cache_until: started + ttl,
-                result: Err(err),
+                result,
             }
         }
         NetError::Timeout => FamilyAnswer {

@@ -25,6 +25,7 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use futures::StreamExt;
+use smallvec::SmallVec;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
@@ -444,7 +445,9 @@ struct SourceState {
     /// When to look the FQDN up again; `None`: now.
     due: Option<Instant>,
     /// The addresses last resolved (kept through a DNS hiccup).
-    addrs: Box<[IpAddr]>,
+    /// Inline for up to two (most FQDNs): one allocation fewer per trunk, made
+    /// in the middle of the start-up burst of lookups.
+    addrs: SmallVec<[IpAddr; 2]>,
 }
 
 /// Re-resolves trunk FQDNs as their answers expire, to recognise calls from
@@ -498,7 +501,7 @@ async fn source_refresher(core: Arc<Core>) {
                 let resolver = resolver.clone();
                 async move {
                     let r = resolver
-                        .resolve(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families)
+                        .refresh(&t.cfg.spec.fqdn, &t.cfg.spec.ip_families)
                         .await;
                     (i, r)
                 }
@@ -511,7 +514,7 @@ async fn source_refresher(core: Arc<Core>) {
                 Ok(r) => {
                     s.due = Some(r.expires.max(Instant::now() + SOURCE_REFRESH_FLOOR));
                     if *s.addrs != *r.addrs {
-                        s.addrs = r.addrs.as_slice().into();
+                        s.addrs = SmallVec::from_slice(&r.addrs);
                         changed = true;
                     }
                 }

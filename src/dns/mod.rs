@@ -41,6 +41,7 @@ use hickory_resolver::{
     },
 };
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use smallvec::SmallVec;
 
 use crate::config::{DnsConfig, IpFamily, ResolvedAddress};
 
@@ -201,7 +202,9 @@ struct FamilyAnswer {
 #[derive(Debug)]
 struct FamilyRecords {
     /// Address and the instant its (clamped) TTL runs out.
-    addrs: Box<[(IpAddr, Instant)]>,
+    /// Inline for one address (most names): one allocation fewer per cached
+    /// answer, made in the middle of a burst of lookups.
+    addrs: SmallVec<[(IpAddr, Instant); 1]>,
     via_cname: bool,
     /// min over the answer (address and CNAME records) of min(TTL, maxTtl), from fetch time.
     expires: Instant,
@@ -776,13 +779,13 @@ async fn query(backend: &Backend, metrics: &Metrics, key: &str, fam: IpFamily) -
                 FamilyAnswer {
                     cache_until: started + chain_ttl.min(NEGATIVE_TTL_NO_SOA),
                     result: Ok(FamilyRecords {
-                        addrs: Box::default(),
+                        addrs: SmallVec::new(),
                         via_cname,
                         expires: started,
                     }),
                 }
             } else {
-                let addrs: Box<[(IpAddr, Instant)]> = addrs
+                let addrs: SmallVec<[(IpAddr, Instant); 1]> = addrs
                     .into_iter()
                     .map(|(ip, ttl)| (ip, started + ttl.min(chain_ttl)))
                     .collect();
@@ -826,7 +829,7 @@ fn classify(key: &str, e: NetError, started: Instant) -> FamilyAnswer {
                 // NODATA: no records of this family. The common case for AAAA, so
                 // kept without an error text (assembly names it if it matters).
                 Ok(FamilyRecords {
-                    addrs: Box::default(),
+                    addrs: SmallVec::new(),
                     via_cname: false,
                     expires: started,
                 })

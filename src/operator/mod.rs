@@ -326,7 +326,10 @@ pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
             LeaseManagerBuilder::new(client.clone(), &args.leadership.leader_lease)
                 .with_namespace(&fleet.namespace)
                 .with_identity(&identity)
-                .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+                // One manager per replica: the library detects a competing
+                // acquisition as a server-side-apply conflict between managers; a
+                // shared name let two replicas starting together both lead.
+                .with_field_manager(format!("{FIELD_MANAGER}-lease-{identity}"))
                 .with_duration(15)
                 .with_grace(5)
                 .build()

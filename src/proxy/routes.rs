@@ -117,6 +117,11 @@ impl Key {
                 .map_or("", String::as_str),
         }
     }
+
+    /// The key of entry `(t, n)` (trunk `t`, its number `n`).
+    fn at(self, trunks: &[Arc<Trunk>], (t, n): (u32, u32)) -> &str {
+        trunks.get(t as usize).map_or("", |tr| self.of(tr, n))
+    }
 }
 
 /// A string → trunk index whose keys are read from the trunks themselves: a
@@ -137,21 +142,20 @@ impl TrunkIndex {
         }
     }
 
-    fn key_at<'t>(&self, trunks: &'t [Arc<Trunk>], (t, n): (u32, u32)) -> &'t str {
-        trunks.get(t as usize).map_or("", |tr| self.key.of(tr, n))
-    }
-
     /// Points `key(trunks[t], n)` at trunk `t`; a later entry with the same key wins.
     fn insert(&mut self, trunks: &[Arc<Trunk>], at: (u32, u32)) {
-        let key = self.key_at(trunks, at);
+        let key = self.key.at(trunks, at);
         let hash = self.hasher.hash_one(key);
         let Self {
             key: kind,
             hasher,
             table,
         } = self;
-        let key_of = |&(t, n): &(u32, u32)| trunks.get(t as usize).map_or("", |tr| kind.of(tr, n));
-        match table.entry(hash, |e| key_of(e) == key, |e| hasher.hash_one(key_of(e))) {
+        match table.entry(
+            hash,
+            |&e| kind.at(trunks, e) == key,
+            |&e| hasher.hash_one(kind.at(trunks, e)),
+        ) {
             hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = at,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(at);
@@ -162,7 +166,7 @@ impl TrunkIndex {
     fn get(&self, trunks: &[Arc<Trunk>], key: &str) -> Option<usize> {
         let hash = self.hasher.hash_one(key);
         self.table
-            .find(hash, |&e| self.key_at(trunks, e) == key)
+            .find(hash, |&e| self.key.at(trunks, e) == key)
             .map(|&(t, _)| t as usize)
     }
 }

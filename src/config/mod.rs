@@ -1,5 +1,9 @@
 //! Shared types: the trunk spec (the CRD) and the proxy configuration file.
 //! Both the operator and the proxy use exactly these definitions.
+//!
+//! Layer: above `sip` (a trunk's allowed [`Codec`]s are `sip::sdp`'s), below
+//! everything else. This file is the facade; the files behind it name each
+//! other directly (`super::trunk::…`), never through it.
 
 mod duration;
 mod proxy;
@@ -12,4 +16,4 @@ pub use proxy::{
     ProxyConfig, TlsMaterial, TrunkConfig, locate,
 };
 pub use trunk::*;
-pub use validate::{FieldError, MAX_CALLS_PER_MINUTE, check_e164, check_fqdn, check_spec};
+pub use validate::{FieldError, check_e164, check_fqdn, check_spec};

@@ -5,7 +5,11 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Duration, FieldError, VirtualSipTrunkSpec, check_spec};
+use super::{
+    duration::Duration,
+    trunk::VirtualSipTrunkSpec,
+    validate::{FieldError, check_spec},
+};
 
 pub const DEFAULT_HEADER_PREFIX: &str = "X-Exotel-";
 

@@ -10,10 +10,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Duration;
+pub use crate::sip::sdp::Codec;
+
+use super::duration::Duration;
 
 /// The seed's default quota: 200 calls per minute per trunk.
 pub const DEFAULT_CALLS_PER_MINUTE: u32 = 200;
+pub const MAX_CALLS_PER_MINUTE: u32 = 100_000;
 pub const DEFAULT_TCP_PORT: u16 = 5070;
 pub const DEFAULT_TLS_PORT: u16 = 443;
 
@@ -126,29 +129,6 @@ impl Transport {
 pub enum IpFamily {
     IPv4,
     IPv6,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum Codec {
-    /// G.711 A-law, static RTP payload type 8.
-    PCMA,
-    /// G.711 µ-law, static RTP payload type 0.
-    PCMU,
-}
-
-impl Codec {
-    pub fn static_payload_type(self) -> u8 {
-        match self {
-            Codec::PCMA => 8,
-            Codec::PCMU => 0,
-        }
-    }
-    pub fn encoding_name(self) -> &'static str {
-        match self {
-            Codec::PCMA => "PCMA",
-            Codec::PCMU => "PCMU",
-        }
-    }
 }
 
 /// A reference to a Secret in the trunk's own namespace.
@@ -376,7 +356,7 @@ mod crd_schema {
         small_uint(s);
         set(
             s,
-            json!({ "minimum": 1, "maximum": super::super::MAX_CALLS_PER_MINUTE }),
+            json!({ "minimum": 1, "maximum": super::MAX_CALLS_PER_MINUTE }),
         );
         rules(
             s,

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{Transport, VirtualSipTrunkSpec};
+use super::trunk::{MAX_CALLS_PER_MINUTE, Transport, VirtualSipTrunkSpec};
 
 /// One broken rule, named by its field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,8 +17,6 @@ impl std::fmt::Display for FieldError {
         write!(f, "{}: {}", self.path, self.message)
     }
 }
-
-pub const MAX_CALLS_PER_MINUTE: u32 = 100_000;
 
 /// Lowercase RFC 1123 name with at least two labels, not an IP literal.
 pub fn check_fqdn(name: &str) -> Result<(), String> {

@@ -9,7 +9,10 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::message::{ParseError, find_head_end, scan_content_length};
+use super::{
+    error::ParseError,
+    head::{find_head_end, scan_content_length},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {

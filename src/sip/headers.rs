@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use super::message::{Method, ParseError};
+use super::error::ParseError;
+use super::method::Method;
 use super::text::{
     Cursor, find_param, is_token_char, parse_digits, parse_params, quote, quoted_end, snippet,
     take_host, trim_wsp, unquote, write_params,

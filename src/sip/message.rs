@@ -13,9 +13,14 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::headers::{CSeq, NameAddr, Via, split_list};
-use super::text::{is_token, is_token_char, is_wsp, parse_digits, snippet, trim_wsp};
-use super::uri::SipUri;
+pub use super::{error::ParseError, method::Method};
+use super::{
+    head::{find_head_end, lines, parse_content_length},
+    headers::{CSeq, NameAddr, Via, split_list},
+    names::names_equal,
+    text::{is_token, is_token_char, is_wsp, parse_digits, snippet, trim_wsp},
+    uri::SipUri,
+};
 
 /// Maximum number of header fields in one message.
 pub const MAX_HEADERS: usize = 256;
@@ -23,112 +28,6 @@ pub const MAX_HEADERS: usize = 256;
 pub const MAX_LINE: usize = 16 * 1024;
 /// Maximum length of one header field including its continuation lines.
 pub const MAX_HEADER_LEN: usize = 16 * 1024;
-
-/// Errors from parsing SIP messages and header values.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("empty message")]
-    Empty,
-    #[error("header block is not terminated by an empty line")]
-    Incomplete,
-    #[error("malformed start line: {0}")]
-    StartLine(String),
-    #[error("unsupported protocol version {0:?} (only SIP/2.0)")]
-    Version(String),
-    #[error("invalid status code {0:?}")]
-    StatusCode(String),
-    #[error("malformed header line: {0}")]
-    HeaderLine(String),
-    #[error("too many header fields (limit {0})")]
-    TooManyHeaders(usize),
-    #[error("line too long (limit {0} bytes)")]
-    LineTooLong(usize),
-    #[error("invalid Content-Length: {0}")]
-    ContentLength(String),
-    #[error("body truncated: Content-Length is {expected} but only {available} bytes follow")]
-    Truncated { expected: usize, available: usize },
-    #[error("missing mandatory header field {0}")]
-    MissingHeader(&'static str),
-    #[error("header field {0} appears more than once")]
-    DuplicateHeader(&'static str),
-    #[error("invalid {what}: {detail}")]
-    Invalid { what: &'static str, detail: String },
-}
-
-impl ParseError {
-    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
-        ParseError::Invalid {
-            what,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// A request method. Methods are case-sensitive (RFC 3261 §7.1).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    Invite,
-    Ack,
-    Bye,
-    Cancel,
-    Options,
-    Update,
-    Info,
-    Prack,
-    Refer,
-    Notify,
-    Subscribe,
-    Message,
-    Register,
-    Other(String),
-}
-
-impl Method {
-    pub fn as_str(&self) -> &str {
-        match self {
-            Method::Invite => "INVITE",
-            Method::Ack => "ACK",
-            Method::Bye => "BYE",
-            Method::Cancel => "CANCEL",
-            Method::Options => "OPTIONS",
-            Method::Update => "UPDATE",
-            Method::Info => "INFO",
-            Method::Prack => "PRACK",
-            Method::Refer => "REFER",
-            Method::Notify => "NOTIFY",
-            Method::Subscribe => "SUBSCRIBE",
-            Method::Message => "MESSAGE",
-            Method::Register => "REGISTER",
-            Method::Other(s) => s,
-        }
-    }
-
-    /// Case-sensitive: `invite` is an extension method, not INVITE.
-    pub fn parse(s: &str) -> Method {
-        match s {
-            "INVITE" => Method::Invite,
-            "ACK" => Method::Ack,
-            "BYE" => Method::Bye,
-            "CANCEL" => Method::Cancel,
-            "OPTIONS" => Method::Options,
-            "UPDATE" => Method::Update,
-            "INFO" => Method::Info,
-            "PRACK" => Method::Prack,
-            "REFER" => Method::Refer,
-            "NOTIFY" => Method::Notify,
-            "SUBSCRIBE" => Method::Subscribe,
-            "MESSAGE" => Method::Message,
-            "REGISTER" => Method::Register,
-            other => Method::Other(other.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Request-Line or Status-Line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,152 +248,12 @@ impl Header {
     }
 }
 
-/// Compact header forms (RFC 3261 §7.3.3 and extensions).
-fn expand_compact(name: &str) -> Option<&'static str> {
-    let b = match name.as_bytes() {
-        [b] => b.to_ascii_lowercase(),
-        _ => return None,
-    };
-    Some(match b {
-        b'v' => "via",
-        b'f' => "from",
-        b't' => "to",
-        b'i' => "call-id",
-        b'l' => "content-length",
-        b'm' => "contact",
-        b'c' => "content-type",
-        b'k' => "supported",
-        b'e' => "content-encoding",
-        b's' => "subject",
-        b'o' => "event",
-        b'u' => "allow-events",
-        b'r' => "refer-to",
-        b'b' => "referred-by",
-        b'x' => "session-expires",
-        b'a' => "accept-contact",
-        b'j' => "reject-contact",
-        b'd' => "request-disposition",
-        b'y' => "identity",
-        _ => return None,
-    })
-}
-
-/// Lowercase full header name; compact forms are expanded (`v` → `via`).
-pub fn canonical_name(name: &str) -> Cow<'_, str> {
-    if let Some(full) = expand_compact(name) {
-        return Cow::Borrowed(full);
-    }
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(name.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(name)
-    }
-}
-
-fn names_equal(a: &str, b: &str) -> bool {
-    let a = expand_compact(a).unwrap_or(a);
-    let b = expand_compact(b).unwrap_or(b);
-    a.eq_ignore_ascii_case(b)
-}
-
 /// A parsed SIP request or response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub start: StartLine,
     pub headers: Vec<Header>,
     pub body: Bytes,
-}
-
-/// Index just past the empty line that ends the header block (CRLF CRLF, or
-/// leniently LF LF), searching from `from`.
-pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    loop {
-        let off = buf.get(i..)?.iter().position(|&b| b == b'\n')?;
-        let nl = i + off;
-        match (buf.get(nl + 1), buf.get(nl + 2)) {
-            (Some(b'\n'), _) => return Some(nl + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
-            _ => {}
-        }
-        i = nl + 1;
-    }
-}
-
-/// Physical lines of `buf` as (content_start, content_end, next_line_start);
-/// the terminator is CRLF or LF.
-pub(crate) fn lines(buf: &[u8]) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= buf.len() {
-            return None;
-        }
-        let start = pos;
-        let rest = buf.get(start..)?;
-        let (end, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(off) => {
-                let nl = start + off;
-                let end = if nl > start && buf.get(nl - 1) == Some(&b'\r') {
-                    nl - 1
-                } else {
-                    nl
-                };
-                (end, nl + 1)
-            }
-            None => (buf.len(), buf.len()),
-        };
-        pos = next;
-        Some((start, end, next))
-    })
-}
-
-/// Parses a Content-Length value: `1*DIGIT`.
-pub(crate) fn parse_content_length(v: &str) -> Result<usize, ParseError> {
-    parse_digits(v)
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| ParseError::ContentLength(format!("{:?} is not a number", snippet(v))))
-}
-
-/// Content-Length from a raw header block without fully parsing it (used by
-/// the stream framer). `Ok(None)` when absent.
-pub(crate) fn scan_content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
-    let mut found: Option<usize> = None;
-    let mut current: Option<Vec<u8>> = None;
-    let finish = |v: Option<Vec<u8>>, found: &mut Option<usize>| -> Result<(), ParseError> {
-        if let Some(v) = v {
-            let s = String::from_utf8_lossy(&v);
-            let n = parse_content_length(trim_wsp(&s))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(ParseError::ContentLength(
-                    "conflicting Content-Length values".into(),
-                ));
-            }
-            *found = Some(n);
-        }
-        Ok(())
-    };
-    for (i, (s, e, _)) in lines(head).enumerate() {
-        let line = head.get(s..e).unwrap_or(&[]);
-        if i == 0 {
-            continue;
-        }
-        if line.first().is_some_and(|&b| is_wsp(b)) {
-            if let Some(v) = current.as_mut() {
-                v.push(b' ');
-                v.extend_from_slice(line);
-            }
-            continue;
-        }
-        finish(current.take(), &mut found)?;
-        if let Some(colon) = line.iter().position(|&b| b == b':') {
-            let name = String::from_utf8_lossy(line.get(..colon).unwrap_or(&[]));
-            if names_equal(trim_wsp(&name), "content-length") {
-                current = Some(line.get(colon + 1..).unwrap_or(&[]).to_vec());
-            }
-        }
-    }
-    finish(current.take(), &mut found)?;
-    Ok(found)
 }
 
 impl Message {
@@ -954,6 +713,13 @@ l: 4\r\n\
 bodyEXTRA";
 
     #[test]
+    fn header_is_matches_compact_and_full_names() {
+        assert!(Header::new("l", "0").is("Content-Length"));
+        assert!(Header::new("Content-Length", "0").is("l"));
+        assert!(!Header::new("Via", "x").is("v-ia"));
+    }
+
+    #[test]
     fn parses_request() {
         let m = Message::parse(INVITE.as_bytes()).unwrap();
         assert!(m.is_request());
@@ -1117,28 +883,5 @@ bodyEXTRA";
         }
         let m = Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n").unwrap();
         assert_eq!(m.validate(), Err(ParseError::MissingHeader("Via")));
-    }
-
-    #[test]
-    fn canonical_names() {
-        assert_eq!(canonical_name("v"), "via");
-        assert_eq!(canonical_name("I"), "call-id");
-        assert_eq!(canonical_name("Record-Route"), "record-route");
-        assert_eq!(canonical_name("x-custom"), "x-custom");
-        assert_eq!(canonical_name("Y"), "identity");
-        assert!(Header::new("l", "0").is("Content-Length"));
-        assert!(Header::new("Content-Length", "0").is("l"));
-        assert!(!Header::new("Via", "x").is("v-ia"));
-    }
-
-    #[test]
-    fn method_parse() {
-        assert_eq!(Method::parse("INVITE"), Method::Invite);
-        assert_eq!(Method::parse("invite"), Method::Other("invite".into()));
-        for m in [
-            "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK", "REFER",
-        ] {
-            assert_eq!(Method::parse(m).as_str(), m);
-        }
     }
 }

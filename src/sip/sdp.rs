@@ -1,7 +1,34 @@
 //! Just enough SDP (RFC 8866) to check the audio codecs of an offer. The
 //! body is never modified: media flows end to end.
 
-use crate::config::Codec;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+// An audio codec a trunk may allow (G.711 only: what the seed's trunks carry),
+// defined here with the SDP it is read from; the trunk spec (`config`)
+// re-exports it. (A `//` comment: a doc comment would enter the CRD schema.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Codec {
+    /// G.711 A-law, static RTP payload type 8.
+    PCMA,
+    /// G.711 µ-law, static RTP payload type 0.
+    PCMU,
+}
+
+impl Codec {
+    pub fn static_payload_type(self) -> u8 {
+        match self {
+            Codec::PCMA => 8,
+            Codec::PCMU => 0,
+        }
+    }
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            Codec::PCMA => "PCMA",
+            Codec::PCMU => "PCMU",
+        }
+    }
+}
 
 /// One `m=audio` section.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 //! Everything here works on byte offsets of ASCII delimiters and slices with
 //! `str::get`, so no input can make it panic.
 
+use super::error::ParseError;
+
 /// `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
 pub(crate) fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
@@ -173,8 +175,7 @@ impl<'a> Cursor<'a> {
 pub(crate) fn parse_params(
     c: &mut Cursor<'_>,
     what: &'static str,
-) -> Result<Vec<(String, Option<String>)>, super::message::ParseError> {
-    use super::message::ParseError;
+) -> Result<Vec<(String, Option<String>)>, ParseError> {
     let mut params = Vec::new();
     loop {
         c.skip_ws();

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::message::ParseError;
+use super::error::ParseError;
 use super::text::{find_param, snippet, valid_host};
 
 #[derive(Clone, Debug, PartialEq, Eq)]

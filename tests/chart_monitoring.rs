@@ -20,7 +20,7 @@ use support::*;
 /// Where metric names are defined, and whether they belong to the proxy.
 const SOURCES: &[(&str, bool)] = &[
     ("src/telemetry/metrics.rs", true),
-    ("src/dns/mod.rs", true),
+    ("src/dns/metrics.rs", true),
     ("src/operator/metrics.rs", false),
 ];
 

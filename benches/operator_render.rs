@@ -9,7 +9,7 @@
 //!          secret_ms_median=… yaml_bytes=… gz_bytes=… secret_key=… secret_bytes=…
 //! `render` is `vsip::operator::render::render` (what the `vsip_operator_render_seconds`
 //! histogram times); `secret` is the rest of a write: the YAML document and, when it is
-//! large, its gzip (`render::config_secret_data`), i.e. the bytes the Secret carries.
+//! large, its gzip (`wire::config_secret::encode`), i.e. the bytes the Secret carries.
 
 use std::{sync::Arc, time::Instant};
 
@@ -19,8 +19,10 @@ use vsip::{
     operator::{
         OperatorArgs,
         fleet::FleetSettings,
+        hash::fnv1a_128,
         render::{self, SecretLookup},
     },
+    wire::config_secret,
 };
 
 /// A trunk shaped like the ones `bench/operator.sh` applies: distinct namespace/name/FQDN,
@@ -37,7 +39,7 @@ fn trunk(i: usize) -> Arc<VirtualSipTrunk> {
     .expect("spec");
     let mut t = VirtualSipTrunk::new(&format!("t{i:05}"), spec);
     t.metadata.namespace = Some(format!("opbench-{}", i % 10));
-    t.metadata.uid = Some(format!("{:032x}", render::fnv1a_128(&i.to_le_bytes())));
+    t.metadata.uid = Some(format!("{:032x}", fnv1a_128(&i.to_le_bytes())));
     t.metadata.generation = Some(1);
     t.metadata.creation_timestamp = Some(Time(
         Timestamp::from_second(1_700_000_000 + i as i64).expect("timestamp"),
@@ -108,7 +110,7 @@ fn main() {
         let r = render::render(&trunks, &secrets, &fleet);
         let t1 = Instant::now();
         render_cpu_ms.push((thread_cpu() - c0).as_secs_f64() * 1e3);
-        let data = render::config_secret_data(&r.config);
+        let data = config_secret::encode(&r.config);
         let t2 = Instant::now();
         render_ms.push((t1 - t0).as_secs_f64() * 1e3);
         secret_ms.push((t2 - t1).as_secs_f64() * 1e3);
@@ -116,14 +118,14 @@ fn main() {
     }
     let (r, data) = last.expect("at least one run");
     let yaml_bytes = r.config.to_yaml().len();
-    let gz_bytes = render::gzip(r.config.to_yaml().as_bytes()).len();
+    let gz_bytes = config_secret::gzip(r.config.to_yaml().as_bytes()).len();
     let (secret_key, secret_bytes) = data
         .iter()
         .map(|(k, v)| (k.clone(), v.0.len()))
         .next()
         .expect("one key");
     // The Secret decodes back to the same configuration.
-    let back = render::config_from_secret_data(&data).expect("round trip");
+    let back = config_secret::decode(&data).expect("round trip");
     assert_eq!(
         back, r.config,
         "the Secret holds the rendered configuration"

@@ -1,6 +1,7 @@
 //! vsip: Kubernetes-native, FQDN-based virtual SIP trunking.
 //!
 //! - [`config`]: the shared shapes (trunk spec / CRD, proxy configuration file)
+//! - [`wire`]: the operator⇄proxy contract (configuration Secret, heartbeat Leases)
 //! - [`sip`]: message parsing and stream framing
 //! - [`dns`]: per-call FQDN resolution with a TTL-bounded cache
 //! - [`proxy`]: the data plane (listeners, routing, forwarding, quota)
@@ -18,3 +19,4 @@ pub mod operator;
 pub mod proxy;
 pub mod sip;
 pub mod telemetry;
+pub mod wire;

@@ -36,14 +36,14 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Error, FIELD_MANAGER, render::fnv1a_128};
-use crate::config::{CertificateFiles, ProxyConfig};
+use super::{error::Error, hash::fnv1a_128};
+use crate::{
+    config::{CertificateFiles, ProxyConfig},
+    wire::config_secret::{self, SecretRef},
+};
 
-/// The Secret holding the rendered configuration, and its key.
-pub const CONFIG_SECRET: &str = "vsip-proxy-config";
-pub const CONFIG_KEY: &str = "config.yaml";
-/// Annotation on the config Secret naming the revision it holds.
-pub const REVISION_ANNOTATION: &str = "vsip.io/revision";
+/// The one field manager of every write (server-side apply) the operator makes.
+pub const FIELD_MANAGER: &str = "vsip-operator";
 /// Name of the Deployment, Service, PDB, ServiceAccount, Role and RoleBinding.
 pub const PROXY_NAME: &str = "vsip-proxy";
 
@@ -156,15 +156,18 @@ fn meta(name: &str, fleet: &FleetSettings) -> ObjectMeta {
 
 /// The configuration Secret for a rendered config.
 pub fn config_secret(config: &ProxyConfig, fleet: &FleetSettings) -> Secret {
-    let mut m = meta(CONFIG_SECRET, fleet);
+    let mut m = meta(config_secret::NAME, fleet);
     if let Some(rev) = &config.revision {
-        m.annotations = Some(BTreeMap::from([(REVISION_ANNOTATION.into(), rev.clone())]));
+        m.annotations = Some(BTreeMap::from([(
+            config_secret::REVISION_ANNOTATION.into(),
+            rev.clone(),
+        )]));
     }
     Secret {
         metadata: m,
         type_: Some("Opaque".into()),
         // `config.yaml`, or `config.yaml.gz` when large (a Secret holds at most 1 MiB).
-        data: Some(super::render::config_secret_data(config)),
+        data: Some(config_secret::encode(config)),
         ..Default::default()
     }
 }
@@ -187,7 +190,7 @@ pub fn role(fleet: &FleetSettings) -> Role {
             PolicyRule {
                 api_groups: Some(vec![String::new()]),
                 resources: Some(vec!["secrets".into()]),
-                resource_names: Some(vec![CONFIG_SECRET.into()]),
+                resource_names: Some(vec![config_secret::NAME.into()]),
                 verbs: vec!["get".into(), "list".into(), "watch".into()],
                 ..Default::default()
             },
@@ -297,7 +300,7 @@ pub fn deployment(fleet: &FleetSettings) -> Deployment {
         args: Some(vec![
             "proxy".into(),
             "--kube-config-secret".into(),
-            format!("{}/{CONFIG_SECRET}", fleet.namespace),
+            SecretRef::fleet(&fleet.namespace).to_string(),
         ]),
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
@@ -589,7 +592,7 @@ mod tests {
         assert_eq!(secrets.len(), 1);
         assert_eq!(
             secrets[0].resource_names.as_deref(),
-            Some(&[CONFIG_SECRET.to_string()][..])
+            Some(&[config_secret::NAME.to_string()][..])
         );
         assert_eq!(secrets[0].verbs, ["get", "list", "watch"]);
         // Leases: their heartbeats (create/renew/delete their own, list/watch the peers').
@@ -661,11 +664,7 @@ mod tests {
             service_account(f).metadata,
             role(f).metadata,
             role_binding(f).metadata,
-            config_secret(
-                &super::super::render::render(&[], &Default::default(), f).config,
-                f,
-            )
-            .metadata,
+            config_secret(&ProxyConfig::default(), f).metadata,
         ]
     }
 

@@ -12,13 +12,14 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::ByteString;
 use kube::ResourceExt;
 
-use super::fleet::FleetSettings;
-use crate::{
-    config::{ListenConfig, ProxyConfig, TlsMaterial, TrunkConfig, VirtualSipTrunk, check_spec},
-    proxy::cluster::{CONFIG_GZ_KEY, CONFIG_KEY},
+use super::{
+    fleet::FleetSettings,
+    hash::{Fnv128, fnv1a_128},
+};
+use crate::config::{
+    FieldError, ListenConfig, ProxyConfig, TlsMaterial, TrunkConfig, VirtualSipTrunk, check_spec,
 };
 
 /// Key in a CA Secret (`tls.caSecretRef`).
@@ -57,18 +58,6 @@ pub fn trunk_sid(trunk: &VirtualSipTrunk) -> String {
 /// `TS` + 32 lowercase hex digits of a 128-bit FNV-1a hash of `seed`.
 pub fn derive_trunk_sid(seed: &str) -> String {
     format!("TS{:032x}", fnv1a_128(seed.as_bytes()))
-}
-
-/// 128-bit FNV-1a: stable across Rust versions and processes (unlike `DefaultHasher`).
-pub fn fnv1a_128(bytes: &[u8]) -> u128 {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013B;
-    let mut h = OFFSET;
-    for b in bytes {
-        h ^= u128::from(*b);
-        h = h.wrapping_mul(PRIME);
-    }
-    h
 }
 
 /// True when `a` is older than `b`: creation time first, then `namespace/name` so the
@@ -240,8 +229,8 @@ pub fn resolve_refs(trunk: &VirtualSipTrunk, secrets: &SecretLookup) -> Refs {
 /// Why a trunk is left out of the configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Exclusion {
-    /// The spec breaks a rule (normally refused by the API server already).
-    InvalidSpec(String),
+    /// The spec breaks rules (normally refused by the API server already).
+    InvalidSpec(Vec<FieldError>),
     /// A number belongs to an older trunk.
     NumberConflict(Vec<NumberConflict>),
     /// A referenced Secret or key is missing (or not looked up yet).
@@ -258,13 +247,9 @@ pub struct Rendered {
     pub excluded: HashMap<String, Exclusion>,
 }
 
-/// The spec errors of a trunk as one line (empty when valid).
-pub fn spec_errors(trunk: &VirtualSipTrunk) -> String {
+/// The rules a trunk's spec breaks (empty when valid), by field path (`spec.…`).
+pub fn spec_errors(trunk: &VirtualSipTrunk) -> Vec<FieldError> {
     check_spec(&trunk.spec, "spec.")
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The proxies' configuration: every accepted trunk with its TLS material inline.
@@ -373,67 +358,6 @@ pub fn revision(config: &ProxyConfig) -> String {
         let _ = serde_json::to_writer(&mut hasher, &unrevised);
     }
     format!("r{:032x}", hasher.0)
-}
-
-/// Above this size the rendered YAML goes into the Secret gzip-compressed
-/// ([`CONFIG_GZ_KEY`]); at or below it, as plain text ([`CONFIG_KEY`]).
-///
-/// A Secret holds at most 1 MiB of data. The YAML costs ~330 bytes per trunk (10,000 trunks
-/// ≈ 3.3 MB), so large fleets must be compressed (≈ 12× smaller: 10,000 trunks ≈ 270 KiB,
-/// the room left is for TLS material, which compresses less). Small configurations stay
-/// plain so that `kubectl get secret … | base64 -d` shows them to a person, as before; the
-/// threshold leaves room below the limit either way.
-pub const CONFIG_GZIP_THRESHOLD: usize = 512 * 1024;
-
-/// The `data` of the rendered configuration Secret: exactly one key, [`CONFIG_KEY`] (plain
-/// YAML) or, above [`CONFIG_GZIP_THRESHOLD`], [`CONFIG_GZ_KEY`] (the same YAML, gzip).
-/// The proxies read either (`crate::proxy::cluster::config_text`).
-pub fn config_secret_data(config: &ProxyConfig) -> BTreeMap<String, ByteString> {
-    let yaml = config.to_yaml();
-    if yaml.len() > CONFIG_GZIP_THRESHOLD {
-        BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(gzip(yaml.as_bytes())))])
-    } else {
-        BTreeMap::from([(CONFIG_KEY.into(), ByteString(yaml.into_bytes()))])
-    }
-}
-
-/// The configuration held by a Secret written with [`config_secret_data`].
-pub fn config_from_secret_data(data: &BTreeMap<String, ByteString>) -> anyhow::Result<ProxyConfig> {
-    let text = crate::proxy::cluster::config_text(data)?;
-    ProxyConfig::from_yaml(&text).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// gzip at the default level (writing to a `Vec` cannot fail).
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 8),
-        flate2::Compression::default(),
-    );
-    enc.write_all(bytes).expect("gzip into memory");
-    enc.finish().expect("gzip into memory")
-}
-
-struct Fnv128(u128);
-
-impl Default for Fnv128 {
-    fn default() -> Self {
-        Self(fnv1a_128(b""))
-    }
-}
-
-impl std::io::Write for Fnv128 {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        const PRIME: u128 = 0x0000000001000000000000000000013B;
-        for b in buf {
-            self.0 ^= u128::from(*b);
-            self.0 = self.0.wrapping_mul(PRIME);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -644,60 +568,17 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn small_configuration_is_stored_plain() {
-        let r = render(&many_trunks(10), &SecretLookup::new(), &fleet());
-        let data = config_secret_data(&r.config);
-        assert_eq!(data.keys().collect::<Vec<_>>(), [CONFIG_KEY]);
-        assert_eq!(data[CONFIG_KEY].0, r.config.to_yaml().into_bytes());
-        assert_eq!(config_from_secret_data(&data).expect("decodes"), r.config);
-    }
-
-    #[test]
-    fn large_configuration_is_stored_gzip_and_fits_a_secret() {
+    fn a_large_render_is_stored_gzip_and_fits_a_secret() {
+        use crate::wire::config_secret::{GZ_KEY, GZIP_THRESHOLD, decode, encode};
         let r = render(&many_trunks(10_000), &SecretLookup::new(), &fleet());
         let yaml = r.config.to_yaml();
-        assert!(yaml.len() > CONFIG_GZIP_THRESHOLD, "{} bytes", yaml.len());
-        let data = config_secret_data(&r.config);
-        assert_eq!(data.keys().collect::<Vec<_>>(), [CONFIG_GZ_KEY]);
-        let stored = data[CONFIG_GZ_KEY].0.len();
+        assert!(yaml.len() > GZIP_THRESHOLD, "{} bytes", yaml.len());
+        let data = encode(&r.config);
+        assert_eq!(data.keys().collect::<Vec<_>>(), [GZ_KEY]);
+        let stored = data[GZ_KEY].0.len();
         // A Secret's data is limited to 1 MiB.
         assert!(stored < 1024 * 1024, "{stored} bytes compressed");
-        assert_eq!(config_from_secret_data(&data).expect("decodes"), r.config);
-    }
-
-    #[test]
-    fn unreadable_secret_data_is_refused_with_a_reason() {
-        let err = |data: BTreeMap<String, ByteString>| {
-            format!("{:#}", config_from_secret_data(&data).expect_err("refused"))
-        };
-        assert_eq!(
-            err(BTreeMap::new()),
-            "secret has neither config.yaml nor config.yaml.gz"
-        );
-        let yaml = ProxyConfig::default().to_yaml();
-        let both = BTreeMap::from([
-            (CONFIG_KEY.into(), ByteString(yaml.clone().into_bytes())),
-            (CONFIG_GZ_KEY.into(), ByteString(gzip(yaml.as_bytes()))),
-        ]);
-        assert!(err(both).contains("both config.yaml and config.yaml.gz"));
-        // Truncated gzip (a corrupt write) and something that is not gzip at all.
-        let gz = gzip(yaml.as_bytes());
-        let truncated = BTreeMap::from([(
-            CONFIG_GZ_KEY.into(),
-            ByteString(gz[..gz.len() / 2].to_vec()),
-        )]);
-        let e = err(truncated);
-        assert!(e.starts_with("config.yaml.gz is not valid gzip"), "{e}");
-        let not_gzip = BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(yaml.into_bytes()))]);
-        assert!(err(not_gzip).starts_with("config.yaml.gz is not valid gzip"));
-        let not_utf8 = BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(gzip(&[0xff, 0xfe])))]);
-        assert!(err(not_utf8).contains("not UTF-8"));
-        // A well-formed gzip of a bad document: the proxy's own validation message.
-        let good = render(&many_trunks(1), &SecretLookup::new(), &fleet()).config;
-        let bad_yaml = good.to_yaml().replace("sip0.example.com", "10.1.2.3");
-        let bad = BTreeMap::from([(CONFIG_GZ_KEY.into(), ByteString(gzip(bad_yaml.as_bytes())))]);
-        let e = err(bad);
-        assert!(e.contains("fqdn") && e.contains("10.1.2.3"), "{e}");
+        assert_eq!(decode(&data).expect("decodes"), r.config);
     }
 
     /// Scale behaviour, not speed (the ≤ 50 ms target is checked by `make bench-operator`,

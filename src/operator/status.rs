@@ -1,6 +1,6 @@
 //! A trunk's status from what the reconciler observed. Pure: observations in, status out.
 
-use crate::config::{Condition, IpFamily, ResolvedAddress, VirtualSipTrunkStatus};
+use crate::config::{Condition, FieldError, IpFamily, ResolvedAddress, VirtualSipTrunkStatus};
 
 use super::render::{NumberConflict, Refs};
 
@@ -51,12 +51,38 @@ pub struct Observations {
     pub fqdn: String,
     pub ip_families: Vec<IpFamily>,
     pub suspended: bool,
-    /// `check_spec` errors, one line (empty when valid).
-    pub spec_errors: String,
+    /// `check_spec` errors (empty when valid).
+    pub spec_errors: Vec<FieldError>,
     pub conflicts: Vec<NumberConflict>,
     pub refs: Refs,
     pub dns: DnsObservation,
     pub programmed: ProgrammedObservation,
+}
+
+impl Observations {
+    /// Whether the renderer has seen what this reconcile saw: the trunk is in the
+    /// configuration with its references resolved, or left out for a reason that
+    /// still holds. When not, the reconcile asks for a render.
+    pub fn renderer_in_step(&self) -> bool {
+        match (&self.programmed, &self.refs) {
+            (ProgrammedObservation::InConfig { .. }, Refs::Resolved(_)) => true,
+            (ProgrammedObservation::Excluded { .. }, _) => {
+                !self.conflicts.is_empty()
+                    || !self.spec_errors.is_empty()
+                    || matches!(self.refs, Refs::Broken(_))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Field errors as one line of a condition message.
+pub fn one_line(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn condition(
@@ -127,7 +153,7 @@ pub fn desired_status(
             ACCEPTED,
             Some(false),
             "InvalidSpec",
-            obs.spec_errors.clone(),
+            one_line(&obs.spec_errors),
             g,
         )
     } else if !obs.conflicts.is_empty() {
@@ -358,7 +384,7 @@ mod tests {
             fqdn: "sip.acme.example".into(),
             ip_families: vec![IpFamily::IPv4],
             suspended: false,
-            spec_errors: String::new(),
+            spec_errors: Vec::new(),
             conflicts: vec![],
             refs: Refs::Resolved(None),
             dns: DnsObservation::Resolved {
@@ -373,6 +399,68 @@ mod tests {
 
     fn get<'a>(s: &'a VirtualSipTrunkStatus, t: &str) -> &'a Condition {
         s.conditions.iter().find(|c| c.type_ == t).expect(t)
+    }
+
+    #[test]
+    fn the_renderer_is_in_step_when_the_trunk_is_in_or_out_for_a_standing_reason() {
+        assert!(good().renderer_in_step());
+        // In the configuration, but a Secret it references is not read yet.
+        let unknown = Observations {
+            refs: Refs::Unknown(vec![("a".into(), "ca".into())]),
+            ..good()
+        };
+        assert!(!unknown.renderer_in_step());
+        // Left out, and the reason still holds: nothing to ask.
+        let invalid = Observations {
+            spec_errors: vec![FieldError {
+                path: "spec.fqdn".into(),
+                message: "bad".into(),
+            }],
+            programmed: ProgrammedObservation::Excluded {
+                reason: "InvalidSpec",
+                message: String::new(),
+            },
+            ..good()
+        };
+        assert!(invalid.renderer_in_step());
+        // Left out for a reason that went away (the spec was fixed): render again.
+        let fixed = Observations {
+            spec_errors: Vec::new(),
+            ..invalid
+        };
+        assert!(!fixed.renderer_in_step());
+        let pending = Observations {
+            programmed: ProgrammedObservation::Pending,
+            ..good()
+        };
+        assert!(!pending.renderer_in_step());
+    }
+
+    #[test]
+    fn spec_errors_become_one_message() {
+        let obs = Observations {
+            spec_errors: vec![
+                FieldError {
+                    path: "spec.fqdn".into(),
+                    message: "is an IP address".into(),
+                },
+                FieldError {
+                    path: "spec.port".into(),
+                    message: "must be between 1 and 65535".into(),
+                },
+            ],
+            ..good()
+        };
+        let s = desired_status(&obs, None, "2026-01-01T00:00:00Z");
+        let c = get(&s, ACCEPTED);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert_eq!(
+            c.message,
+            "spec.fqdn: is an IP address; spec.port: must be between 1 and 65535"
+        );
     }
 
     #[test]

@@ -5,11 +5,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use anyhow::{Context, anyhow};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{
     api::{coordination::v1::Lease, core::v1::Secret},
-    apimachinery::pkg::apis::meta::v1::MicroTime,
     jiff::Timestamp,
 };
 use kube::{
@@ -21,23 +19,13 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::{apply_config, core::Core};
-use crate::config::ProxyConfig;
-
-/// Key of the rendered configuration inside the Secret.
-pub const CONFIG_KEY: &str = "config.yaml";
-/// The same document gzip-compressed: the operator uses it for large configurations (a
-/// Secret holds at most 1 MiB). The Secret carries one of the two keys.
-pub const CONFIG_GZ_KEY: &str = "config.yaml.gz";
-/// Largest configuration accepted once decompressed (a guard against a runaway Secret).
-pub const CONFIG_MAX_BYTES: u64 = 256 * 1024 * 1024;
-/// Label the operator selects heartbeat Leases by.
-pub const HEARTBEAT_LABEL: &str = "vsip.io/proxy-heartbeat";
-/// Annotation carrying the configuration revision a proxy runs.
-pub const REVISION_ANNOTATION: &str = "vsip.io/config-revision";
-/// Annotation carrying where peers ask this proxy for quota tokens.
-pub const QUOTA_ENDPOINT_ANNOTATION: &str = "vsip.io/quota-endpoint";
-pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
-pub const HEARTBEAT_LEASE_SECONDS: i32 = 15;
+use crate::{
+    config::ProxyConfig,
+    wire::{
+        config_secret::{self, SecretRef, WireError},
+        heartbeat::{self, Heartbeat},
+    },
+};
 
 /// What a replica reports in its heartbeat: the revision it runs and the
 /// Secret it came from (the Lease is owned by that Secret, so removing the
@@ -48,64 +36,9 @@ pub struct Running {
     pub secret_uid: Option<String>,
 }
 
-#[derive(Clone, Debug)]
-pub struct SecretRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::str::FromStr for SecretRef {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        let (namespace, name) = s
-            .split_once('/')
-            .ok_or_else(|| anyhow!("--kube-config-secret must be NAMESPACE/NAME, got {s:?}"))?;
-        Ok(Self {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })
-    }
-}
-
-fn config_of(secret: &Secret) -> anyhow::Result<ProxyConfig> {
+fn config_of(secret: &Secret) -> Result<ProxyConfig, WireError> {
     let empty = std::collections::BTreeMap::new();
-    let text = config_text(secret.data.as_ref().unwrap_or(&empty))?;
-    ProxyConfig::from_yaml(&text).map_err(|e| anyhow!("{e}"))
-}
-
-/// The configuration document in a Secret's data: `config.yaml` as is, or `config.yaml.gz`
-/// decompressed. Exactly one of the two must be present.
-pub fn config_text(
-    data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>,
-) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let bytes = match (data.get(CONFIG_KEY), data.get(CONFIG_GZ_KEY)) {
-        (Some(plain), None) => plain.0.clone(),
-        (None, Some(gz)) => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&gz.0[..])
-                .take(CONFIG_MAX_BYTES + 1)
-                .read_to_end(&mut out)
-                .with_context(|| format!("{CONFIG_GZ_KEY} is not valid gzip"))?;
-            if out.len() as u64 > CONFIG_MAX_BYTES {
-                return Err(anyhow!(
-                    "{CONFIG_GZ_KEY} decompresses to more than {CONFIG_MAX_BYTES} bytes"
-                ));
-            }
-            out
-        }
-        (None, None) => {
-            return Err(anyhow!(
-                "secret has neither {CONFIG_KEY} nor {CONFIG_GZ_KEY}"
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(anyhow!(
-                "secret has both {CONFIG_KEY} and {CONFIG_GZ_KEY}; expected exactly one"
-            ));
-        }
-    };
-    String::from_utf8(bytes).map_err(|_| anyhow!("the configuration in the secret is not UTF-8"))
+    config_secret::decode(secret.data.as_ref().unwrap_or(&empty))
 }
 
 /// Waits for the Secret to exist and hold a valid configuration.
@@ -140,7 +73,7 @@ pub async fn watch_config(
     loop {
         match stream.try_next().await {
             Ok(Some(s)) => {
-                let result = config_of(&s).and_then(|c| {
+                let result = config_of(&s).map_err(anyhow::Error::from).and_then(|c| {
                     let rev = c.revision.clone().unwrap_or_default();
                     apply_config(&core, c).map(|()| rev)
                 });
@@ -170,10 +103,6 @@ pub async fn watch_config(
     }
 }
 
-pub fn heartbeat_lease_name(pod: &str) -> String {
-    format!("vsip-proxy-{pod}")
-}
-
 /// Keeps `vsip-proxy-<pod>` renewed with the revision this replica runs and
 /// the endpoint its quota peers reach it at.
 pub async fn heartbeat(
@@ -184,48 +113,26 @@ pub async fn heartbeat(
     mut running: watch::Receiver<Running>,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &secret.namespace);
-    let name = heartbeat_lease_name(&pod);
-    let params = PatchParams::apply("vsip-proxy").force();
+    let name = heartbeat::lease_name(&pod);
+    let params = PatchParams::apply(heartbeat::FIELD_MANAGER).force();
     loop {
         let Running {
-            revision: rev,
+            revision,
             secret_uid,
         } = running.borrow_and_update().clone();
-        let now = MicroTime(Timestamp::now());
-        let mut annotations = serde_json::Map::new();
-        annotations.insert(REVISION_ANNOTATION.into(), rev.into());
-        if let Some(e) = &quota_endpoint {
-            annotations.insert(QUOTA_ENDPOINT_ANNOTATION.into(), e.clone().into());
+        let lease = Heartbeat {
+            pod: &pod,
+            revision: &revision,
+            quota_endpoint: quota_endpoint.as_deref(),
+            secret: &secret,
+            secret_uid: secret_uid.as_deref(),
         }
-        let owners = match secret_uid {
-            Some(uid) => serde_json::json!([{
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "name": secret.name,
-                "uid": uid,
-            }]),
-            None => serde_json::json!([]),
-        };
-        let lease = serde_json::json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": name,
-                "labels": { HEARTBEAT_LABEL: "true", "app.kubernetes.io/name": "vsip", "app.kubernetes.io/component": "proxy" },
-                "annotations": annotations,
-                "ownerReferences": owners,
-            },
-            "spec": {
-                "holderIdentity": pod,
-                "leaseDurationSeconds": HEARTBEAT_LEASE_SECONDS,
-                "renewTime": now,
-            }
-        });
+        .lease(Timestamp::now());
         if let Err(e) = api.patch(&name, &params, &Patch::Apply(&lease)).await {
             warn!(error = %e, lease = %name, "heartbeat failed");
         }
         tokio::select! {
-            _ = tokio::time::sleep(HEARTBEAT_PERIOD) => {}
+            _ = tokio::time::sleep(heartbeat::PERIOD) => {}
             _ = running.changed() => {}
         }
     }
@@ -235,7 +142,7 @@ pub async fn heartbeat(
 /// replica's quota ownership without waiting for the Lease to expire.
 pub async fn remove_heartbeat(client: Client, namespace: &str, pod: &str) {
     let api: Api<Lease> = Api::namespaced(client, namespace);
-    let name = heartbeat_lease_name(pod);
+    let name = heartbeat::lease_name(pod);
     match tokio::time::timeout(
         Duration::from_secs(2),
         api.delete(&name, &Default::default()),

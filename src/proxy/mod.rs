@@ -38,6 +38,7 @@ use crate::{
     config::{IpFamily, ProxyConfig},
     dns::Resolver,
     telemetry::{self, metrics::ProxyMetrics},
+    wire::config_secret::SecretRef,
 };
 
 #[derive(clap::Args, Debug)]
@@ -100,7 +101,7 @@ impl ConfigOverrides {
 
 enum ConfigSource {
     File(PathBuf),
-    Secret(kube::Client, cluster::SecretRef),
+    Secret(kube::Client, SecretRef),
 }
 
 const SOURCE_TICK: Duration = Duration::from_millis(500);
@@ -148,7 +149,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let (mut config, source) = match (&args.config, &args.kube_config_secret) {
         (Some(path), None) => (load_file(path)?, ConfigSource::File(path.clone())),
         (None, Some(secret)) => {
-            let secret: cluster::SecretRef = secret.parse()?;
+            let secret: SecretRef = secret.parse()?;
             let client = kube::Client::try_default()
                 .await
                 .context("cluster mode needs Kubernetes credentials (in-cluster or KUBECONFIG)")?;

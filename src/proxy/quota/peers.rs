@@ -16,7 +16,7 @@ use kube::{
 };
 use tracing::{info, warn};
 
-use crate::proxy::cluster::{HEARTBEAT_LABEL, QUOTA_ENDPOINT_ANNOTATION};
+use crate::wire::heartbeat::{self, Beat};
 
 /// The live set is recomputed at least this often (Leases expire silently).
 const RECOMPUTE: Duration = Duration::from_secs(1);
@@ -75,21 +75,15 @@ impl PeerSet {
         let mut peers: Vec<Peer> = leases
             .into_iter()
             .filter_map(|l| {
-                let spec = l.spec.as_ref()?;
-                let name = spec.holder_identity.clone()?;
-                let renewed = spec.renew_time.as_ref()?.0.as_millisecond();
-                let ttl = i64::from(spec.lease_duration_seconds?) * 1000;
-                if renewed + ttl <= now_ms || name == me {
+                let beat = Beat::read(l)?;
+                if !beat.live_at(now_ms) || beat.pod == me {
                     return None;
                 }
                 // A proxy without a quota endpoint cannot be asked for tokens.
-                let endpoint = l
-                    .metadata
-                    .annotations
-                    .as_ref()?
-                    .get(QUOTA_ENDPOINT_ANNOTATION)?
-                    .clone();
-                Some(Peer { name, endpoint })
+                Some(Peer {
+                    name: beat.pod.to_owned(),
+                    endpoint: beat.quota_endpoint?.to_owned(),
+                })
             })
             .collect();
         peers.push(Peer {
@@ -133,7 +127,7 @@ pub async fn watch(
 ) {
     let api: Api<Lease> = Api::namespaced(client, &namespace);
     let (store, writer) = reflector::store::<Lease>();
-    let cfg = watcher::Config::default().labels(&format!("{HEARTBEAT_LABEL}=true"));
+    let cfg = watcher::Config::default().labels(heartbeat::SELECTOR);
     let mut events = reflector(writer, watcher(api, cfg))
         .default_backoff()
         .boxed();
@@ -179,9 +173,12 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some(format!("vsip-proxy-{name}")),
                 annotations: endpoint.map(|e| {
-                    [(QUOTA_ENDPOINT_ANNOTATION.to_owned(), e.to_owned())]
-                        .into_iter()
-                        .collect()
+                    [(
+                        heartbeat::QUOTA_ENDPOINT_ANNOTATION.to_owned(),
+                        e.to_owned(),
+                    )]
+                    .into_iter()
+                    .collect()
                 }),
                 ..Default::default()
             },

@@ -202,7 +202,7 @@ fn chart_rules_equal_the_config_monitoring_copy() {
         chart.trim_end(),
         "config/monitoring/prometheusrule.yaml spec differs from charts/vsip-operator/files/prometheus-rules.yaml"
     );
-    let v: serde_yaml::Value = serde_yaml::from_str(&config).expect("YAML");
+    let v: serde_norway::Value = serde_norway::from_str(&config).expect("YAML");
     let rules = v["spec"]["groups"]
         .as_sequence()
         .expect("groups")

@@ -203,8 +203,8 @@ impl ConfigError {
 impl ProxyConfig {
     /// Parses and validates a YAML document. Errors carry 1-based line numbers.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let mut config: ProxyConfig = serde_yaml::from_str(text).map_err(|e| {
-            // serde_yaml appends "at line X column Y"; the line is reported separately.
+        let mut config: ProxyConfig = serde_norway::from_str(text).map_err(|e| {
+            // serde_norway appends "at line X column Y"; the line is reported separately.
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             let line = e.location().map(|l| refine_line(text, l.line(), &msg));
@@ -237,7 +237,7 @@ impl ProxyConfig {
     }
 
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).unwrap_or_default()
+        serde_norway::to_string(self).unwrap_or_default()
     }
 
     fn semantic_errors(&self) -> Vec<FieldError> {
@@ -295,7 +295,7 @@ impl ProxyConfig {
     }
 }
 
-/// Inside a flattened trunk serde_yaml reports the trunk's first line; when the
+/// Inside a flattened trunk serde_norway reports the trunk's first line; when the
 /// message quotes the offending value, point at the line that holds it.
 fn refine_line(text: &str, reported: usize, message: &str) -> usize {
     let Some(value) = message.split('`').nth(1).filter(|v| !v.is_empty()) else {
@@ -337,7 +337,7 @@ fn unknown_key_paths(text: &str, config: &ProxyConfig) -> Vec<String> {
         revision: config.revision.clone(),
         trunks: Vec::new(),
     };
-    let Ok(head) = serde_yaml::to_value(&head) else {
+    let Ok(head) = serde_norway::to_value(&head) else {
         return Vec::new();
     };
     let found = std::cell::RefCell::new(Vec::new());
@@ -348,7 +348,7 @@ fn unknown_key_paths(text: &str, config: &ProxyConfig) -> Vec<String> {
     };
     use serde::de::DeserializeSeed;
     // The document already parsed once; a failure here only skips the check.
-    let _ = walk.deserialize(serde_yaml::Deserializer::from_str(text));
+    let _ = walk.deserialize(serde_norway::Deserializer::from_str(text));
     found.into_inner()
 }
 
@@ -356,10 +356,10 @@ fn unknown_key_paths(text: &str, config: &ProxyConfig) -> Vec<String> {
 #[derive(Clone, Copy)]
 enum Expect<'a> {
     /// The top level: its understood value (trunks aside) and the trunks.
-    Top(&'a serde_yaml::Value, &'a [TrunkConfig]),
+    Top(&'a serde_norway::Value, &'a [TrunkConfig]),
     /// The `trunks` sequence: each item against its trunk's understood value.
     Trunks(&'a [TrunkConfig]),
-    Value(&'a serde_yaml::Value),
+    Value(&'a serde_norway::Value),
     /// Nothing to compare with (scalars, or a shape that was not understood).
     Nothing,
 }
@@ -399,7 +399,7 @@ impl<'de> serde::de::Visitor<'de> for KeyWalk<'_, '_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        use serde_yaml::Value;
+        use serde_norway::Value;
         let (understood, trunks) = match self.expect {
             Expect::Top(Value::Mapping(m), trunks) => (Some(m), Some(trunks)),
             Expect::Value(Value::Mapping(m)) => (Some(m), None),
@@ -443,7 +443,7 @@ impl<'de> serde::de::Visitor<'de> for KeyWalk<'_, '_> {
         loop {
             let path = format!("{}[{i}]", self.path);
             let expect = match self.expect {
-                Expect::Trunks(trunks) => match trunks.get(i).map(serde_yaml::to_value) {
+                Expect::Trunks(trunks) => match trunks.get(i).map(serde_norway::to_value) {
                     Some(Ok(v)) => {
                         // Owned per trunk: compared, then dropped.
                         let walk = KeyWalk {
@@ -461,7 +461,7 @@ impl<'de> serde::de::Visitor<'de> for KeyWalk<'_, '_> {
                     }
                     _ => Expect::Nothing,
                 },
-                Expect::Value(serde_yaml::Value::Sequence(u)) => {
+                Expect::Value(serde_norway::Value::Sequence(u)) => {
                     u.get(i).map_or(Expect::Nothing, Expect::Value)
                 }
                 _ => Expect::Nothing,

@@ -222,7 +222,7 @@ pub const DEFAULT_TTL: u32 = 30;
 
 /// Parses the records file format (see the module docs).
 pub fn parse_records(yaml: &str) -> anyhow::Result<Vec<LabRecord>> {
-    let file: RecordsFile = serde_yaml::from_str(yaml).context("invalid records file")?;
+    let file: RecordsFile = serde_norway::from_str(yaml).context("invalid records file")?;
     let mut out = Vec::with_capacity(file.records.len());
     for (i, spec) in file.records.into_iter().enumerate() {
         let at = || format!("record {} ({} {:?})", i + 1, spec.name, spec.rtype);

@@ -8,7 +8,7 @@ pub enum Error {
     #[error("serializing: {0}")]
     Json(#[from] serde_json::Error),
     #[error("rendering YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     #[error("{0} has no namespace")]
     MissingNamespace(String),
 }

@@ -9,12 +9,15 @@ use vsip::{
     config::ProxyConfig,
     dns::Resolver,
     proxy::{
-        core::{Core, Listeners},
+        ConfigOverrides,
+        local::Listeners,
         quota::{
-            grant,
+            client, grant,
             peers::{Peer, PeerSet},
         },
+        route_sig::RouteKey,
         routes::Routes,
+        server::{Server, Settings},
         tls::ListenerTls,
     },
     telemetry::metrics::ProxyMetrics,
@@ -23,7 +26,7 @@ use vsip::{
 const SID: &str = "TS00000000000000000000000000quota";
 const QUOTA: u32 = 40;
 
-fn core(name: &str) -> (Arc<Core>, prometheus::Registry) {
+fn core(name: &str) -> (Arc<Server>, prometheus::Registry) {
     let yaml = format!(
         "listen: {{ tcp: 127.0.0.1:0 }}\n\
          signalingDomain: pstn.example.net\n\
@@ -40,13 +43,19 @@ fn core(name: &str) -> (Arc<Core>, prometheus::Registry) {
         tcp: None,
         tls: None,
     };
+    let settings = Settings {
+        instance: name.to_owned(),
+        listeners,
+        route_key: RouteKey::random(),
+        overrides: ConfigOverrides::default(),
+    };
     (
-        Arc::new(Core::new(routes, resolver, metrics, tls, listeners, name)),
+        Server::new(routes, resolver, metrics, tls, settings),
         registry,
     )
 }
 
-async fn serve_grants(core: Arc<Core>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn serve_grants(core: Arc<Server>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -116,25 +125,25 @@ async fn non_owner_leases_batches_and_the_owner_log_bounds_the_fleet() {
     let (other, other_reg) = core(&other_name);
     let (addr, server) = serve_grants(owner.clone()).await;
     let endpoint = format!("http://{addr}");
-    owner.quota.peers.store(Arc::new(pair(
+    owner.quota().peers.store(Arc::new(pair(
         &owner_name,
         &owner_name,
         &endpoint,
         &other_name,
     )));
-    other.quota.peers.store(Arc::new(pair(
+    other.quota().peers.store(Arc::new(pair(
         &other_name,
         &owner_name,
         &endpoint,
         &other_name,
     )));
-    let owner_trunk = owner.routes.load().trunks[0].clone();
-    let other_trunk = other.routes.load().trunks[0].clone();
+    let owner_trunk = owner.routes().load().trunks[0].clone();
+    let other_trunk = other.routes().load().trunks[0].clone();
 
     // All load on the non-owner first: it gets the whole quota, in batches.
     let mut admitted = 0;
     for _ in 0..30 {
-        if other.quota.admit(&other_trunk).await.is_ok() {
+        if other.quota().admit(&other_trunk).await.is_ok() {
             admitted += 1;
         }
     }
@@ -145,10 +154,10 @@ async fn non_owner_leases_batches_and_the_owner_log_bounds_the_fleet() {
     // Then load on both: together never more than the quota.
     let mut both = 0;
     for _ in 0..20 {
-        if owner.quota.admit(&owner_trunk).await.is_ok() {
+        if owner.quota().admit(&owner_trunk).await.is_ok() {
             both += 1;
         }
-        if other.quota.admit(&other_trunk).await.is_ok() {
+        if other.quota().admit(&other_trunk).await.is_ok() {
             both += 1;
         }
     }
@@ -157,7 +166,7 @@ async fn non_owner_leases_batches_and_the_owner_log_bounds_the_fleet() {
         QUOTA as usize,
         "the fleet admits exactly the quota"
     );
-    let refused = other.quota.admit(&other_trunk).await;
+    let refused = other.quota().admit(&other_trunk).await;
     let wait = refused.expect_err("quota exhausted");
     assert!(
         wait.as_secs() >= 59,
@@ -186,13 +195,13 @@ async fn non_owner_leases_batches_and_the_owner_log_bounds_the_fleet() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         (l.local_addr().expect("addr"), drop(l))
     };
-    other.quota.peers.store(Arc::new(pair(
+    other.quota().peers.store(Arc::new(pair(
         &other_name,
         &owner_name,
         &format!("http://{dead}"),
         &other_name,
     )));
-    assert!(other.quota.admit(&other_trunk).await.is_err());
+    assert!(other.quota().admit(&other_trunk).await.is_err());
     assert_eq!(metric(&other_reg, "vsip_cpm_local_fallback_total", None), 1);
 }
 
@@ -203,23 +212,23 @@ async fn batches_are_larger_with_a_larger_quota_and_tokens_are_spent_locally() {
     let (other, _) = core(&other_name);
     // A bigger quota on both: k = 400 / 40 = 10.
     for c in [&owner, &other] {
-        c.routes.load().trunks[0].state.cpm.set_limit(400);
+        c.routes().load().trunks[0].state.cpm.set_limit(400);
     }
     let (addr, _server) = serve_grants(owner.clone()).await;
-    other.quota.peers.store(Arc::new(pair(
+    other.quota().peers.store(Arc::new(pair(
         &other_name,
         &owner_name,
         &format!("http://{addr}"),
         &other_name,
     )));
-    let trunk = other.routes.load().trunks[0].clone();
+    let trunk = other.routes().load().trunks[0].clone();
     for _ in 0..25 {
-        other.quota.admit(&trunk).await.expect("under quota");
+        other.quota().admit(&trunk).await.expect("under quota");
     }
     let requests = metric(&owner_reg, "vsip_cpm_grants_served_total", Some("granted"));
     assert_eq!(requests, 3, "25 calls = 3 batches of 10");
     // Stamped at grant time: the owner counts 30 although 25 were used.
-    let owner_trunk = owner.routes.load().trunks[0].clone();
+    let owner_trunk = owner.routes().load().trunks[0].clone();
     assert_eq!(owner_trunk.state.cpm.in_window(Instant::now()), 30);
 }
 
@@ -227,7 +236,7 @@ async fn batches_are_larger_with_a_larger_quota_and_tokens_are_spent_locally() {
 async fn grant_endpoint_refuses_garbage_and_unknown_trunks() {
     let (owner, _) = core("solo");
     let (addr, _server) = serve_grants(owner).await;
-    let client = grant::Client::new();
+    let client = client::Client::new();
     let err = client
         .request(&format!("http://{addr}"), "TSnope", 5)
         .await

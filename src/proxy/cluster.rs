@@ -18,7 +18,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::{apply_config, core::Core};
+use super::{reload::apply_config, server::Server};
 use crate::{
     config::ProxyConfig,
     wire::{
@@ -59,7 +59,7 @@ pub async fn initial_config(client: &Client, secret: &SecretRef) -> anyhow::Resu
 
 /// Applies every new version of the Secret; a bad one keeps the last good config.
 pub async fn watch_config(
-    core: Arc<Core>,
+    server: Arc<Server>,
     client: Client,
     secret: SecretRef,
     running: watch::Sender<Running>,
@@ -75,12 +75,16 @@ pub async fn watch_config(
             Ok(Some(s)) => {
                 let result = config_of(&s).map_err(anyhow::Error::from).and_then(|c| {
                     let rev = c.revision.clone().unwrap_or_default();
-                    apply_config(&core, c).map(|()| rev)
+                    apply_config(&server, c).map(|()| rev)
                 });
                 match result {
                     Ok(rev) => {
                         if running.borrow().revision != rev {
-                            core.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                            server
+                                .metrics()
+                                .config_reloads
+                                .with_label_values(&["ok"])
+                                .inc();
                             info!(revision = %rev, "configuration applied from the API server");
                         }
                         running.send_replace(Running {
@@ -89,7 +93,8 @@ pub async fn watch_config(
                         });
                     }
                     Err(e) => {
-                        core.metrics
+                        server
+                            .metrics()
                             .config_reloads
                             .with_label_values(&["error"])
                             .inc();

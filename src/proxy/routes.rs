@@ -12,7 +12,10 @@ use std::{
 
 use anyhow::{Context, anyhow};
 
-use super::{cpm::CpmLimiter, tls, transport::DialTls};
+use super::{
+    cpm::CpmLimiter,
+    tls::{self, DialTls},
+};
 use crate::{
     config::{ProxyConfig, TlsMaterial, TrunkConfig},
     sip::uri::SipUri,
@@ -26,7 +29,7 @@ pub struct TrunkState {
 }
 
 impl TrunkState {
-    fn new(limit: u32) -> Self {
+    pub fn new(limit: u32) -> Self {
         Self {
             cpm: CpmLimiter::new(limit),
             hold_down: Mutex::new(HashMap::new()),

@@ -172,3 +172,49 @@ pub fn put_header(msg: &mut Message, name: &str, value: &str) {
         .unwrap_or(msg.headers.len());
     msg.headers.insert(at, Header::new(name, value));
 }
+/// Hop-by-hop ACK for a non-2xx final answer to a request we forwarded.
+pub fn ack_for(req: &Message, resp: &Message) -> Bytes {
+    build_cancel_or_ack(req, "ACK", resp.header_value("to").as_deref())
+}
+
+pub fn cancel_for(req: &Message) -> Bytes {
+    build_cancel_or_ack(req, "CANCEL", None)
+}
+
+fn build_cancel_or_ack(req: &Message, method: &str, to: Option<&str>) -> Bytes {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(512);
+    let _ = write!(
+        s,
+        "{method} {} SIP/2.0\r\n",
+        req.request_uri().unwrap_or("sip:invalid")
+    );
+    if let Some(via) = req.values("via").into_iter().next() {
+        let _ = write!(s, "Via: {via}\r\n");
+    }
+    for r in req.values("route") {
+        let _ = write!(s, "Route: {r}\r\n");
+    }
+    if let Some(from) = req.header_value("from") {
+        let _ = write!(s, "From: {from}\r\n");
+    }
+    match to {
+        Some(to) => {
+            let _ = write!(s, "To: {to}\r\n");
+        }
+        None => {
+            if let Some(to) = req.header_value("to") {
+                let _ = write!(s, "To: {to}\r\n");
+            }
+        }
+    }
+    if let Some(cid) = req.call_id() {
+        let _ = write!(s, "Call-ID: {cid}\r\n");
+    }
+    let seq = req.cseq().map(|c| c.seq).unwrap_or(1);
+    let _ = write!(
+        s,
+        "CSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    Bytes::from(s)
+}

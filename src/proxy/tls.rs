@@ -20,6 +20,22 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ListenConfig, TlsMaterial};
 
+/// TLS settings for dialing a trunk (or the upstream): the client configuration
+/// and the name the certificate must carry (SNI).
+#[derive(Clone)]
+pub struct DialTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: String,
+}
+
+impl std::fmt::Debug for DialTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DialTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(ring::default_provider())
 }

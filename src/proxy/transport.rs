@@ -1,18 +1,24 @@
 //! Connections: accepting (TCP, TLS), dialing (with connect timeout, TLS
 //! verification against the trunk's name), stream framing, and one writer task
 //! per connection so a slow peer never blocks the routing path.
+//!
+//! [`Transport`] owns every open connection and knows nothing of SIP routing:
+//! each framed message (or framing error) goes to a [`Handler`], the one trait
+//! the layer above implements (pingora's listener knows only its `ServerApp`
+//! the same way). It holds the handler weakly: the handler owns the transport.
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex, RwLock,
+        Arc, Mutex, RwLock, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use bytes::Bytes;
+use prometheus::IntGauge;
 use rustls::pki_types::ServerName;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -21,7 +27,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{core::Core, tls::certificate_names};
+use super::tls::{DialTls, ListenerTls, certificate_names};
 use crate::{
     config::Transport,
     sip::framer::{Frame, FrameError, Framer},
@@ -61,8 +67,19 @@ impl ConnHandle {
 
 type PeerKey = (SocketAddr, Transport, Option<String>);
 
-#[derive(Default)]
+/// What the layer above does with what arrives on a connection.
+pub trait Handler: Send + Sync + 'static {
+    /// One complete message (not parsed yet).
+    fn on_frame(&self, bytes: Bytes, conn: &ConnHandle);
+    /// The stream cannot be framed; the connection closes after this.
+    fn on_frame_error(&self, e: FrameError, conn: &ConnHandle);
+}
+
+/// Every open connection, accepted or dialed.
 pub struct Connections {
+    handler: Weak<dyn Handler>,
+    /// `vsip_connections`.
+    open: IntGauge,
     next: AtomicU64,
     by_id: RwLock<HashMap<ConnId, ConnHandle>>,
     by_peer: RwLock<HashMap<PeerKey, ConnId>>,
@@ -82,6 +99,18 @@ pub enum DialError {
 }
 
 impl Connections {
+    /// `handler` receives what arrives; `open` counts open connections.
+    pub fn new(handler: Weak<dyn Handler>, open: IntGauge) -> Self {
+        Self {
+            handler,
+            open,
+            next: AtomicU64::new(0),
+            by_id: RwLock::default(),
+            by_peer: RwLock::default(),
+            dialing: Mutex::default(),
+        }
+    }
+
     pub fn get(&self, id: ConnId) -> Option<ConnHandle> {
         self.by_id.read().ok()?.get(&id).cloned()
     }
@@ -127,25 +156,111 @@ impl Connections {
             m.retain(|_, id| *id != handle.id);
         }
     }
+
+    fn next_id(&self) -> ConnId {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Sends bytes back to where a request came from: its connection, or another
+    /// open connection to the same peer if that one closed meanwhile.
+    pub fn send_back(&self, origin: &ConnHandle, bytes: Bytes) -> bool {
+        if origin.send(bytes.clone()) {
+            return true;
+        }
+        match self.find(origin.peer, origin.transport, None) {
+            Some(c) => c.send(bytes),
+            None => false,
+        }
+    }
+
+    /// Accept loop for the plain TCP listener.
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+        accept_loop(self, listener, |t, stream, peer, local| {
+            t.run_connection(stream, peer, local, Transport::Tcp, Vec::new())
+        })
+        .await;
+    }
+
+    /// Accept loop for the TLS listener; the acceptor is read per connection so a
+    /// reloaded certificate applies to the next handshake.
+    pub async fn serve_tls(self: Arc<Self>, listener: TcpListener, tls: Arc<ListenerTls>) {
+        accept_loop(self, listener, move |t, stream, peer, local| {
+            let tls = tls.clone();
+            async move {
+                let Some(acceptor) = tls.acceptor() else {
+                    return;
+                };
+                let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "TLS accept failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TLS accept timed out");
+                        return;
+                    }
+                };
+                let names = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(certificate_names)
+                    .unwrap_or_default();
+                t.run_connection(tls, peer, local, Transport::Tls, names)
+                    .await;
+            }
+        })
+        .await;
+    }
+
+    /// Returns an open connection to `peer`, dialing it if needed.
+    pub async fn dial(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        transport: Transport,
+        tls: Option<&DialTls>,
+        timeout: Duration,
+    ) -> Result<ConnHandle, DialError> {
+        let sni = tls.map(|t| t.server_name.clone());
+        if let Some(c) = self.find(peer, transport, sni.as_deref()) {
+            return Ok(c);
+        }
+        // One dial per peer at a time: concurrent calls share the new connection.
+        let key: PeerKey = (peer, transport, sni.clone());
+        let gate = {
+            let mut dialing = self.dialing.lock().map_err(|_| DialError::Limit)?;
+            dialing.entry(key.clone()).or_default().clone()
+        };
+        let _guard = gate.lock().await;
+        let result = self.dial_locked(peer, transport, tls, timeout, sni).await;
+        if let Ok(mut dialing) = self.dialing.lock() {
+            dialing.remove(&key);
+        }
+        result
+    }
 }
 
 /// Accepts connections and hands each to `serve` in its own task; the one
 /// place that enforces the connection limit.
-async fn accept_loop<F, Fut>(core: Arc<Core>, listener: TcpListener, serve: F)
+async fn accept_loop<F, Fut>(conns: Arc<Connections>, listener: TcpListener, serve: F)
 where
-    F: Fn(Arc<Core>, TcpStream, SocketAddr, SocketAddr) -> Fut,
+    F: Fn(Arc<Connections>, TcpStream, SocketAddr, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                if core.conns.len() >= MAX_CONNECTIONS {
+                if conns.len() >= MAX_CONNECTIONS {
                     warn!(%peer, "connection limit reached; refusing");
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().unwrap_or(peer);
-                tokio::spawn(serve(core.clone(), stream, peer, local));
+                tokio::spawn(serve(conns.clone(), stream, peer, local));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -155,190 +270,116 @@ where
     }
 }
 
-/// Accept loop for the plain TCP listener.
-pub async fn serve_tcp(core: Arc<Core>, listener: TcpListener) {
-    accept_loop(core, listener, |core, stream, peer, local| {
-        run_connection(core, stream, peer, local, Transport::Tcp, Vec::new(), None)
-    })
-    .await;
-}
-
-/// Accept loop for the TLS listener; the acceptor is read per connection so a
-/// reloaded certificate applies to the next handshake.
-pub async fn serve_tls(core: Arc<Core>, listener: TcpListener) {
-    accept_loop(core, listener, |core, stream, peer, local| async move {
-        let Some(acceptor) = core.listener_tls.acceptor() else {
-            return;
-        };
-        let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                debug!(%peer, error = %e, "TLS accept failed");
-                return;
-            }
-            Err(_) => {
-                debug!(%peer, "TLS accept timed out");
-                return;
-            }
-        };
-        let names = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(certificate_names)
-            .unwrap_or_default();
-        run_connection(core, tls, peer, local, Transport::Tls, names, None).await;
-    })
-    .await;
-}
-
-/// TLS settings for dialing a trunk.
-#[derive(Clone)]
-pub struct DialTls {
-    pub config: Arc<rustls::ClientConfig>,
-    pub server_name: String,
-}
-
-impl std::fmt::Debug for DialTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DialTls")
-            .field("server_name", &self.server_name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Returns an open connection to `peer`, dialing it if needed.
-pub async fn dial(
-    core: &Arc<Core>,
-    peer: SocketAddr,
-    transport: Transport,
-    tls: Option<&DialTls>,
-    timeout: Duration,
-) -> Result<ConnHandle, DialError> {
-    let sni = tls.map(|t| t.server_name.clone());
-    if let Some(c) = core.conns.find(peer, transport, sni.as_deref()) {
-        return Ok(c);
-    }
-    // One dial per peer at a time: concurrent calls share the new connection.
-    let key: PeerKey = (peer, transport, sni.clone());
-    let gate = {
-        let mut dialing = core.conns.dialing.lock().map_err(|_| DialError::Limit)?;
-        dialing.entry(key.clone()).or_default().clone()
-    };
-    let _guard = gate.lock().await;
-    let result = dial_locked(core, peer, transport, tls, timeout, sni).await;
-    if let Ok(mut dialing) = core.conns.dialing.lock() {
-        dialing.remove(&key);
-    }
-    result
-}
-
-async fn dial_locked(
-    core: &Arc<Core>,
-    peer: SocketAddr,
-    transport: Transport,
-    tls: Option<&DialTls>,
-    timeout: Duration,
-    sni: Option<String>,
-) -> Result<ConnHandle, DialError> {
-    if let Some(c) = core.conns.find(peer, transport, sni.as_deref()) {
-        return Ok(c);
-    }
-    if core.conns.len() >= MAX_CONNECTIONS {
-        return Err(DialError::Limit);
-    }
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(peer)).await {
-        Err(_) => return Err(DialError::Timeout(peer)),
-        Ok(Err(e)) => return Err(DialError::Connect(peer, e)),
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
-    let local = stream
-        .local_addr()
-        .map_err(|e| DialError::Connect(peer, e))?;
-    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    let handle = ConnHandle {
-        id: core.conns.next.fetch_add(1, Ordering::Relaxed) + 1,
-        peer,
-        local,
-        transport,
-        peer_names: Arc::new(Vec::new()),
-        tx,
-    };
-    match (transport, tls) {
-        (Transport::Tls, Some(t)) => {
-            let name = ServerName::try_from(t.server_name.clone())
-                .map_err(|e| DialError::Tls(peer, t.server_name.clone(), e.to_string()))?;
-            let connector = tokio_rustls::TlsConnector::from(t.config.clone());
-            let tls_stream =
-                match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-                    Err(_) => return Err(DialError::Timeout(peer)),
-                    Ok(Err(e)) => {
-                        return Err(DialError::Tls(peer, t.server_name.clone(), e.to_string()));
-                    }
-                    Ok(Ok(s)) => s,
-                };
-            core.conns.register(&handle, sni);
-            let core = core.clone();
-            let h = handle.clone();
-            tokio::spawn(async move { drive(core, tls_stream, h, rx).await });
+impl Connections {
+    async fn dial_locked(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        transport: Transport,
+        tls: Option<&DialTls>,
+        timeout: Duration,
+        sni: Option<String>,
+    ) -> Result<ConnHandle, DialError> {
+        if let Some(c) = self.find(peer, transport, sni.as_deref()) {
+            return Ok(c);
         }
-        _ => {
-            core.conns.register(&handle, sni);
-            let core = core.clone();
-            let h = handle.clone();
-            tokio::spawn(async move { drive(core, stream, h, rx).await });
+        if self.len() >= MAX_CONNECTIONS {
+            return Err(DialError::Limit);
         }
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(peer)).await {
+            Err(_) => return Err(DialError::Timeout(peer)),
+            Ok(Err(e)) => return Err(DialError::Connect(peer, e)),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .map_err(|e| DialError::Connect(peer, e))?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let handle = ConnHandle {
+            id: self.next_id(),
+            peer,
+            local,
+            transport,
+            peer_names: Arc::new(Vec::new()),
+            tx,
+        };
+        match (transport, tls) {
+            (Transport::Tls, Some(t)) => {
+                let name = ServerName::try_from(t.server_name.clone())
+                    .map_err(|e| DialError::Tls(peer, t.server_name.clone(), e.to_string()))?;
+                let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+                let tls_stream =
+                    match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+                        Err(_) => return Err(DialError::Timeout(peer)),
+                        Ok(Err(e)) => {
+                            return Err(DialError::Tls(peer, t.server_name.clone(), e.to_string()));
+                        }
+                        Ok(Ok(s)) => s,
+                    };
+                self.register(&handle, sni);
+                let conns = self.clone();
+                let h = handle.clone();
+                tokio::spawn(async move { conns.drive(tls_stream, h, rx).await });
+            }
+            _ => {
+                self.register(&handle, sni);
+                let conns = self.clone();
+                let h = handle.clone();
+                tokio::spawn(async move { conns.drive(stream, h, rx).await });
+            }
+        }
+        Ok(handle)
     }
-    Ok(handle)
-}
 
-async fn run_connection<S>(
-    core: Arc<Core>,
-    stream: S,
-    peer: SocketAddr,
-    local: SocketAddr,
-    transport: Transport,
-    peer_names: Vec<String>,
-    sni: Option<String>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-    let handle = ConnHandle {
-        id: core.conns.next.fetch_add(1, Ordering::Relaxed) + 1,
-        peer,
-        local,
-        transport,
-        peer_names: Arc::new(peer_names),
-        tx,
-    };
-    core.conns.register(&handle, sni);
-    drive(core, stream, handle, rx).await;
-}
-
-/// Runs one connection until either side closes it.
-async fn drive<S>(core: Arc<Core>, stream: S, handle: ConnHandle, rx: mpsc::Receiver<Bytes>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    core.metrics.connections.inc();
-    let (reader, writer) = tokio::io::split(stream);
-    let closing = Arc::new(tokio::sync::Notify::new());
-    let mut writer_task = tokio::spawn(write_loop(writer, rx, closing.clone()));
-    read_loop(&core, reader, &handle).await;
-    core.conns.unregister(&handle);
-    // Let queued answers (e.g. a 400 or 513 sent just before closing) go out.
-    closing.notify_one();
-    if tokio::time::timeout(Duration::from_secs(2), &mut writer_task)
-        .await
-        .is_err()
+    async fn run_connection<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        peer_names: Vec<String>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        writer_task.abort();
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let handle = ConnHandle {
+            id: self.next_id(),
+            peer,
+            local,
+            transport,
+            peer_names: Arc::new(peer_names),
+            tx,
+        };
+        self.register(&handle, None);
+        self.drive(stream, handle, rx).await;
     }
-    core.metrics.connections.dec();
-    debug!(peer = %handle.peer, "connection closed");
+
+    /// Runs one connection until either side closes it.
+    async fn drive<S>(&self, stream: S, handle: ConnHandle, rx: mpsc::Receiver<Bytes>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.open.inc();
+        let (reader, writer) = tokio::io::split(stream);
+        let closing = Arc::new(tokio::sync::Notify::new());
+        let mut writer_task = tokio::spawn(write_loop(writer, rx, closing.clone()));
+        // Upgraded once per connection: the handler outlives every connection
+        // unless the whole proxy is being dropped.
+        if let Some(handler) = self.handler.upgrade() {
+            read_loop(&*handler, reader, &handle).await;
+        }
+        self.unregister(&handle);
+        // Let queued answers (e.g. a 400 or 513 sent just before closing) go out.
+        closing.notify_one();
+        if tokio::time::timeout(Duration::from_secs(2), &mut writer_task)
+            .await
+            .is_err()
+        {
+            writer_task.abort();
+        }
+        self.open.dec();
+        debug!(peer = %handle.peer, "connection closed");
+    }
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -374,18 +415,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(core: &Arc<Core>, mut reader: R, conn: &ConnHandle) {
+async fn read_loop<R: AsyncRead + Unpin>(handler: &dyn Handler, mut reader: R, conn: &ConnHandle) {
     let mut framer = Framer::new(MAX_MESSAGE);
     loop {
         loop {
             match framer.next_frame() {
-                Ok(Some(Frame::Message(bytes))) => core.on_frame(bytes, conn),
+                Ok(Some(Frame::Message(bytes))) => handler.on_frame(bytes, conn),
                 Ok(Some(Frame::KeepAlive)) => {
                     conn.send(Bytes::from_static(b"\r\n"));
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    core.on_frame_error(e, conn);
+                    handler.on_frame_error(e, conn);
                     // Framing is lost: the stream cannot be resynchronised.
                     return;
                 }

@@ -13,8 +13,9 @@
 //!   proxy, read by the operator (`Programmed`) and by the other proxies (who
 //!   shares the fleet's quotas).
 //!
-//! The proxy→operator status channel (target health, per-call events) will
-//! live here too. Layer: above `config` (it carries a
+//! The proxy→operator report channel of `docs/design/fleet-state.md` (B: the
+//! `Report` a proxy serves, its `vsip.io/report-seq` heartbeat annotation)
+//! lands here too, as `wire::report`, so both sides read one definition. Layer: above `config` (it carries a
 //! [`ProxyConfig`](crate::config::ProxyConfig)), below `dns`, `proxy` and
 //! `operator`; it knows Kubernetes object shapes but never talks to an API
 //! server.

@@ -1,12 +1,10 @@
-//! Token requests between proxies: HTTP/1.1 + JSON on the admin listener.
-//!
+//! The serving side of token requests between proxies, on the admin listener:
 //! `POST /quota/v1/grant {"trunkSid":"TK…","count":5}` →
 //! `{"granted":n,"retryAfterMs":m}`; `GET /quota/v1/owner?trunk=TK…` says
 //! which live proxy owns a trunk's quota (for people and the fleet test).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
 use axum::{
     Router,
     body::Bytes,
@@ -15,95 +13,22 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use http_body_util::{BodyExt, Full};
-use hyper_util::{
-    client::legacy::{Client as HyperClient, connect::HttpConnector},
-    rt::TokioExecutor,
-};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::proxy::core::Core;
+use super::client::{GrantAnswer, GrantRequest};
+use crate::proxy::server::Server;
 
 /// A grant request body is tiny; anything bigger is not ours.
 const MAX_BODY: usize = 1024;
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantRequest {
-    pub trunk_sid: String,
-    pub count: u32,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantAnswer {
-    pub granted: u32,
-    #[serde(default)]
-    pub retry_after_ms: u64,
-}
-
-/// Keep-alive HTTP client for token requests.
-pub struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
-}
-
-impl Default for Client {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Client {
-    pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(200)));
-        connector.set_nodelay(true);
-        let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Self { http }
-    }
-
-    pub async fn request(
-        &self,
-        endpoint: &str,
-        trunk_sid: &str,
-        count: u32,
-    ) -> anyhow::Result<GrantAnswer> {
-        let body = serde_json::to_vec(&GrantRequest {
-            trunk_sid: trunk_sid.to_owned(),
-            count,
-        })?;
-        let req = hyper::Request::post(format!("{endpoint}/quota/v1/grant"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .context("building the grant request")?;
-        let resp = self.http.request(req).await.context("asking the owner")?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the grant")?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(anyhow!(
-                "owner answered {status}: {}",
-                String::from_utf8_lossy(&bytes).trim()
-            ));
-        }
-        serde_json::from_slice(&bytes).context("grant is not JSON")
-    }
-}
-
-pub fn router(core: Arc<Core>) -> Router {
+pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/quota/v1/grant", post(serve_grant))
         .route("/quota/v1/owner", get(owner))
-        .with_state(core)
+        .with_state(server)
 }
 
-async fn serve_grant(State(core): State<Arc<Core>>, body: Bytes) -> impl IntoResponse {
+async fn serve_grant(State(server): State<Arc<Server>>, body: Bytes) -> impl IntoResponse {
     if body.len() > MAX_BODY {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -115,9 +40,10 @@ async fn serve_grant(State(core): State<Arc<Core>>, body: Bytes) -> impl IntoRes
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let routes = core.routes.load();
+    let routes = server.routes().load();
     let Some(trunk) = routes.trunk_by_sid(&req.trunk_sid) else {
-        core.metrics
+        server
+            .metrics()
             .cpm_grants_served
             .with_label_values(&["unknown_trunk"])
             .inc();
@@ -127,9 +53,10 @@ async fn serve_grant(State(core): State<Arc<Core>>, body: Bytes) -> impl IntoRes
         )
             .into_response();
     };
-    let answer = match core.quota.grant(trunk, req.count.max(1)) {
+    let answer = match server.quota().grant(trunk, req.count.max(1)) {
         Ok(n) => {
-            core.metrics
+            server
+                .metrics()
                 .cpm_grants_served
                 .with_label_values(&["granted"])
                 .inc();
@@ -139,7 +66,8 @@ async fn serve_grant(State(core): State<Arc<Core>>, body: Bytes) -> impl IntoRes
             }
         }
         Err(wait) => {
-            core.metrics
+            server
+                .metrics()
                 .cpm_grants_served
                 .with_label_values(&["exhausted"])
                 .inc();
@@ -152,7 +80,7 @@ async fn serve_grant(State(core): State<Arc<Core>>, body: Bytes) -> impl IntoRes
     json(&answer)
 }
 
-async fn owner(State(core): State<Arc<Core>>, uri: Uri) -> impl IntoResponse {
+async fn owner(State(server): State<Arc<Server>>, uri: Uri) -> impl IntoResponse {
     let sid = uri
         .query()
         .unwrap_or_default()
@@ -160,13 +88,13 @@ async fn owner(State(core): State<Arc<Core>>, uri: Uri) -> impl IntoResponse {
         .find_map(|kv| kv.strip_prefix("trunk="))
         .unwrap_or_default()
         .to_owned();
-    let routes = core.routes.load();
+    let routes = server.routes().load();
     // Accept a trunk name (namespace/name) as well as its SID.
     let sid = match routes.trunk_by_name(&sid) {
         Some(t) => t.cfg.trunk_sid.clone(),
         None => sid,
     };
-    let peers = core.quota.peers.load();
+    let peers = server.quota().peers.load();
     let owner = peers.owner(&sid).map(|p| p.name.clone());
     json(&serde_json::json!({
         "trunkSid": sid,

@@ -10,6 +10,7 @@
 //!
 //! Error bound: see the README's design notes ("Fleet-wide CPM").
 
+pub mod client;
 pub mod grant;
 pub mod peers;
 
@@ -34,7 +35,7 @@ pub const OWNER_TIMEOUT: Duration = Duration::from_millis(300);
 pub struct FleetQuota {
     pub peers: Arc<ArcSwap<PeerSet>>,
     tokens: Mutex<HashMap<String, Arc<Tokens>>>,
-    client: grant::Client,
+    client: client::Client,
     metrics: ProxyMetrics,
 }
 
@@ -119,7 +120,7 @@ impl FleetQuota {
         Self {
             peers: Arc::new(ArcSwap::from_pointee(PeerSet::alone(me))),
             tokens: Mutex::new(HashMap::new()),
-            client: grant::Client::new(),
+            client: client::Client::new(),
             metrics,
         }
     }
@@ -209,7 +210,7 @@ impl FleetQuota {
         log.try_acquire_within(Instant::now(), log.limit() / live)
     }
 
-    /// The owner side of a token request (`grant::serve`).
+    /// The owner side of a token request ([`grant`]).
     pub fn grant(&self, trunk: &Trunk, want: u32) -> Result<u32, Duration> {
         trunk.state.cpm.try_acquire_n(Instant::now(), want)
     }

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export VSIP_CACHE ?= $(HOME)/.cache/vsip
 
-.PHONY: all build release test test-e2e lint fmt demo demo-down demo-standalone bench bench-operator deps
+.PHONY: all build release test test-e2e lint layers fmt demo demo-down demo-standalone bench bench-operator deps
 all: build
 
 deps:
@@ -23,6 +23,11 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# The module structure: no import cycle, no upward dependency between layers
+# (tests/layers.rs; also part of `cargo test`, so of `make test`).
+layers:
+	$(CARGO) test --test layers
 
 # Every test: unit, integration (real SIPp, real DNS, real TLS) and end-to-end
 # (a real control plane built from the Kubernetes Go modules, helm, kubectl).

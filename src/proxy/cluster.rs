@@ -80,11 +80,7 @@ pub async fn watch_config(
                 match result {
                     Ok(rev) => {
                         if running.borrow().revision != rev {
-                            server
-                                .metrics()
-                                .config_reloads
-                                .with_label_values(&["ok"])
-                                .inc();
+                            server.metrics().reload(true);
                             info!(revision = %rev, "configuration applied from the API server");
                         }
                         running.send_replace(Running {
@@ -93,11 +89,7 @@ pub async fn watch_config(
                         });
                     }
                     Err(e) => {
-                        server
-                            .metrics()
-                            .config_reloads
-                            .with_label_values(&["error"])
-                            .inc();
+                        server.metrics().reload(false);
                         error!(error = %e, "configuration refused; keeping the last good one");
                     }
                 }

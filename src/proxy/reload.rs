@@ -96,20 +96,12 @@ pub async fn watch_config_file(server: Arc<Server>, path: PathBuf) {
             .and_then(|c| apply_config(&server, c));
         match result {
             Ok(()) => {
-                server
-                    .metrics()
-                    .config_reloads
-                    .with_label_values(&["ok"])
-                    .inc();
+                server.metrics().reload(true);
                 let n = server.routes().load().trunks.len();
                 info!(file = %path.display(), trunks = n, "configuration reloaded");
             }
             Err(e) => {
-                server
-                    .metrics()
-                    .config_reloads
-                    .with_label_values(&["error"])
-                    .inc();
+                server.metrics().reload(false);
                 error!(file = %path.display(), error = %e, "configuration refused; keeping the last good one");
             }
         }

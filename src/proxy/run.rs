@@ -101,7 +101,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         tls: tls_listener.as_ref().and_then(|l| l.local_addr().ok()),
     };
     metrics.routes_trunks.set(routes.trunks.len() as i64);
-    metrics.config_reloads.with_label_values(&["ok"]).inc();
+    metrics.reload(true);
     let route_key = match &args.route_key_file {
         Some(path) => {
             let secret = std::fs::read(path)

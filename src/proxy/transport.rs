@@ -157,8 +157,24 @@ impl Connections {
         }
     }
 
-    fn next_id(&self) -> ConnId {
-        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    /// A handle for a new connection, and the receiving end of its write queue.
+    fn new_handle(
+        &self,
+        peer: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        peer_names: Vec<String>,
+    ) -> (ConnHandle, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let handle = ConnHandle {
+            id: self.next.fetch_add(1, Ordering::Relaxed) + 1,
+            peer,
+            local,
+            transport,
+            peer_names: Arc::new(peer_names),
+            tx,
+        };
+        (handle, rx)
     }
 
     /// Sends bytes back to where a request came from: its connection, or another
@@ -294,15 +310,7 @@ impl Connections {
         let local = stream
             .local_addr()
             .map_err(|e| DialError::Connect(peer, e))?;
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = ConnHandle {
-            id: self.next_id(),
-            peer,
-            local,
-            transport,
-            peer_names: Arc::new(Vec::new()),
-            tx,
-        };
+        let (handle, rx) = self.new_handle(peer, local, transport, Vec::new());
         match (transport, tls) {
             (Transport::Tls, Some(t)) => {
                 let name = ServerName::try_from(t.server_name.clone())
@@ -316,19 +324,27 @@ impl Connections {
                         }
                         Ok(Ok(s)) => s,
                     };
-                self.register(&handle, sni);
-                let conns = self.clone();
-                let h = handle.clone();
-                tokio::spawn(async move { conns.drive(tls_stream, h, rx).await });
+                self.start(tls_stream, &handle, sni, rx);
             }
-            _ => {
-                self.register(&handle, sni);
-                let conns = self.clone();
-                let h = handle.clone();
-                tokio::spawn(async move { conns.drive(stream, h, rx).await });
-            }
+            _ => self.start(stream, &handle, sni, rx),
         }
         Ok(handle)
+    }
+
+    /// Registers a dialed connection and drives it in its own task.
+    fn start<S>(
+        self: &Arc<Self>,
+        stream: S,
+        handle: &ConnHandle,
+        sni: Option<String>,
+        rx: mpsc::Receiver<Bytes>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.register(handle, sni);
+        let conns = self.clone();
+        let h = handle.clone();
+        tokio::spawn(async move { conns.drive(stream, h, rx).await });
     }
 
     async fn run_connection<S>(
@@ -341,15 +357,7 @@ impl Connections {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let handle = ConnHandle {
-            id: self.next_id(),
-            peer,
-            local,
-            transport,
-            peer_names: Arc::new(peer_names),
-            tx,
-        };
+        let (handle, rx) = self.new_handle(peer, local, transport, peer_names);
         self.register(&handle, None);
         self.drive(stream, handle, rx).await;
     }

@@ -44,6 +44,12 @@ fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounte
 }
 
 impl ProxyMetrics {
+    /// Counts a configuration applied (`ok`) or refused.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.config_reloads.with_label_values(&[result]).inc();
+    }
+
     pub fn new(reg: &Registry) -> Self {
         let call_setup = HistogramVec::new(
             HistogramOpts::new(

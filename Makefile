@@ -46,6 +46,7 @@ test-e2e:
 	bash e2e/cluster/smoke.sh
 	bash e2e/chart-check.sh
 	bash e2e/calls-check.sh
+	bash e2e/monitoring-check.sh
 	bash e2e/fleet-cpm-check.sh
 	bash e2e/operator-check.sh
 

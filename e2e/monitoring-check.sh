@@ -82,6 +82,17 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=tls.e2e.example \
 openssl s_server -quiet -accept "127.0.0.7:$SBC_PORT" -cert "$WORK/sbc.crt" -key "$WORK/sbc.key" \
   </dev/null >"$WORK/sbc-tls.log" 2>&1 & PIDS+=($!)
 
+listening() { # listening IP PORT...: each accepts TCP connections
+  local ip="$1"; shift
+  for port in "$@"; do
+    for _ in $(seq 150); do (exec 3<>"/dev/tcp/$ip/$port") 2>/dev/null && continue 2; sleep 0.2; done
+    echo "nothing listens on $ip:$port"; return 1
+  done
+}
+check "the SBCs and the carrier listen" bash -c "$(declare -f listening); listening 127.0.0.2 $SBC_PORT && \
+  listening 127.0.0.3 $SBC_PORT && listening 127.0.0.4 $SBC_PORT && listening 127.0.0.5 $SBC_PORT && \
+  listening 127.0.0.7 $SBC_PORT && listening 127.0.0.1 $CARRIER_PORT"
+
 trunk() { # trunk NAME FQDN NUMBER [extra YAML lines...]
   printf '  - name: %s\n    trunkSid: TS%s\n    fqdn: %s\n    port: %s\n    ipFamilies: [IPv4]\n    numbers: ["%s"]\n' \
     "$1" "$(md5sum <<<"$1" | cut -c1-32)" "$2" "$SBC_PORT" "$3"
@@ -173,12 +184,19 @@ run looping   "$(expect_xml 483 's/Max-Forwards: 70/Max-Forwards: 0/')" 127.0.0.
 # A bad configuration (refused, the last good one stays), then the good one again, while the
 # calls run. Both vsip_config_reloads_total series were scraped at their start values already.
 metric() { curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
-echo "listen: [this is not a proxy config" >"$WORK/proxy.yaml"
-refused() { for _ in $(seq 300); do [ "$(metric 'vsip_config_reloads_total{result="error"}')" = 1 ] && return 0; sleep 0.1; done; return 1; }
-check "a bad configuration file is refused (vsip_config_reloads_total{result=\"error\"} 1)" refused
-config >"$WORK/proxy.yaml"
-reloaded() { for _ in $(seq 300); do [ "$(metric 'vsip_config_reloads_total{result="ok"}')" = 2 ] && return 0; sleep 0.1; done; return 1; }
-check "the good configuration is loaded again (vsip_config_reloads_total{result=\"ok\"} 2)" reloaded
+# Each file is replaced whole (rename), as kubelet and editors do: the proxy polls the file
+# and must not catch it half-written.
+replace_config() { cat >"$WORK/proxy.yaml.new" && mv "$WORK/proxy.yaml.new" "$WORK/proxy.yaml"; }
+at_least() { # at_least SERIES N: the proxy's /metrics shows SERIES >= N (30 s deadline)
+  for _ in $(seq 300); do awk -v n="$2" 'BEGIN { exit !(ARGV[1] + 0 >= n) }' "$(metric "$1")" 2>/dev/null && return 0; sleep 0.1; done
+  echo "$1 = $(metric "$1"), wanted >= $2"; return 1
+}
+echo "listen: [this is not a proxy config" | replace_config
+check "a bad configuration file is refused (vsip_config_reloads_total{result=\"error\"} 1)" \
+  at_least 'vsip_config_reloads_total{result="error"}' 1
+config | replace_config
+check "the good configuration is loaded again (vsip_config_reloads_total{result=\"ok\"} 2)" \
+  at_least 'vsip_config_reloads_total{result="ok"}' 2
 wait "${RUNS[@]}"
 for r in healthy outbound failover throttled r408 dead unresolvable tls unknown looping; do
   check "SIPp '$r' calls ended as scripted" bash -c "[ \"\$(cat '$WORK/$r.rc')\" = 0 ] || { tail -n 30 '$WORK/$r.out'; exit 1; }"

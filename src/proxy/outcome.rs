@@ -118,6 +118,16 @@ impl Refusal {
         }
     }
 
+    /// `Retry-After` in whole seconds (rounded up, at least 1), for the refusals that carry one.
+    pub fn retry_after(&self) -> Option<String> {
+        match self {
+            Refusal::Quota { retry_after } | Refusal::Draining { retry_after } => {
+                Some(retry_after_secs(*retry_after))
+            }
+            _ => None,
+        }
+    }
+
     /// Calls `f` with the headers the answer carries beyond the usual ones.
     pub fn with_headers<R>(&self, f: impl FnOnce(&[(&str, &str)]) -> R) -> R {
         match self {

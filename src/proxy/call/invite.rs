@@ -153,9 +153,13 @@ impl Call {
             Ok(()) => Ok(()),
             Err(refusal) => {
                 match &refusal {
-                    Refusal::Quota { retry_after } => info!(
+                    Refusal::Suspended => info!(trunk = trunk.name(), "trunk suspended"),
+                    Refusal::NoCodec { .. } => {
+                        info!(trunk = trunk.name(), "offer has no allowed codec")
+                    }
+                    Refusal::Quota { .. } => info!(
                         trunk = trunk.name(),
-                        retry_after = ?retry_after,
+                        retry_after = %refusal.retry_after().unwrap_or_default(),
                         "calls-per-minute quota reached"
                     ),
                     other => info!(

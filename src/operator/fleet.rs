@@ -37,7 +37,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{Error, FIELD_MANAGER, render::fnv1a_128};
-use crate::config::{CertificateFiles, ProxyConfig};
+use crate::config::{CertificateFiles, ProxyConfig, Transport, TransportPorts};
 
 /// The Secret holding the rendered configuration, and its key.
 pub const CONFIG_SECRET: &str = "vsip-proxy-config";
@@ -71,6 +71,21 @@ pub struct FleetSettings {
     /// Owner of every fleet object (the operator's Deployment, same namespace); `None` =
     /// unowned objects.
     pub owner: Option<OwnerReference>,
+    /// Where carriers and SBCs reach the fleet.
+    pub exposure: Exposure,
+}
+
+/// Where carriers and SBCs reach the proxies: the address and ports rendered into the
+/// proxies' Via and Record-Route (in-dialog requests come back there), and the Service's
+/// node ports when they are fixed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exposure {
+    /// Host or IP in Via and Record-Route; `None` = the pod's own address.
+    pub advertise_host: Option<String>,
+    /// Ports in Via and Record-Route, per transport; unset = the container's.
+    pub advertise_ports: TransportPorts,
+    /// Node ports of a NodePort or LoadBalancer Service; unset = allocated by Kubernetes.
+    pub node_ports: TransportPorts,
 }
 
 impl FleetSettings {
@@ -88,6 +103,7 @@ impl FleetSettings {
             listener_cert_secret: None,
             dns: Default::default(),
             owner: None,
+            exposure: Exposure::default(),
         }
     }
 
@@ -394,11 +410,19 @@ pub fn deployment(fleet: &FleetSettings) -> Deployment {
 
 /// TCP 5070 and (with a listener certificate) TLS 443 → the container ports.
 pub fn service(fleet: &FleetSettings) -> Service {
+    let external = matches!(fleet.service_type.as_str(), "LoadBalancer" | "NodePort");
+    // A fixed node port only where the Service has node ports (a ClusterIP refuses one).
+    let node_port = |t: Transport| {
+        external
+            .then(|| fleet.exposure.node_ports.get(t).map(i32::from))
+            .flatten()
+    };
     let mut ports = vec![ServicePort {
         name: Some("sip-tcp".into()),
         port: i32::from(SIP_TCP_PORT),
         target_port: Some(IntOrString::String("sip-tcp".into())),
         protocol: Some("TCP".into()),
+        node_port: node_port(Transport::Tcp),
         ..Default::default()
     }];
     if fleet.listener_cert_secret.is_some() {
@@ -407,10 +431,10 @@ pub fn service(fleet: &FleetSettings) -> Service {
             port: i32::from(SIP_TLS_SERVICE_PORT),
             target_port: Some(IntOrString::String("sip-tls".into())),
             protocol: Some("TCP".into()),
+            node_port: node_port(Transport::Tls),
             ..Default::default()
         });
     }
-    let external = matches!(fleet.service_type.as_str(), "LoadBalancer" | "NodePort");
     Service {
         metadata: meta(PROXY_NAME, fleet),
         spec: Some(ServiceSpec {
@@ -575,6 +599,34 @@ mod tests {
             ]
         );
         assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    }
+
+    #[test]
+    fn fixed_node_ports_only_where_the_service_has_node_ports() {
+        let mut fleet = FleetSettings::for_tests();
+        fleet.listener_cert_secret = Some("vsip-listener-tls".into());
+        fleet.exposure.node_ports = TransportPorts {
+            tcp: Some(30570),
+            tls: Some(30443),
+        };
+        let node_ports = |f: &FleetSettings| -> Vec<Option<i32>> {
+            let spec = service(f).spec.expect("spec");
+            spec.ports
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.node_port)
+                .collect()
+        };
+        fleet.service_type = "NodePort".into();
+        assert_eq!(node_ports(&fleet), [Some(30570), Some(30443)]);
+        fleet.service_type = "LoadBalancer".into();
+        assert_eq!(node_ports(&fleet), [Some(30570), Some(30443)]);
+        // A ClusterIP Service has no node ports: the API server would refuse one.
+        fleet.service_type = "ClusterIP".into();
+        assert_eq!(node_ports(&fleet), [None, None]);
+        fleet.service_type = "NodePort".into();
+        fleet.exposure.node_ports = TransportPorts::default();
+        assert_eq!(node_ports(&fleet), [None, None]);
     }
 
     #[test]

@@ -123,7 +123,7 @@ fi
 if [ "$FULL" = 1 ]; then
   TOOLCHAIN="$(dirname "$(dirname "$(rustup which rustc)")")"
   RUSTV="$("$TOOLCHAIN/bin/rustc" --version | cut -d' ' -f2)"
-  bl_stamp="$(recipe "$tree_stamp $RUSTV v1")"
+  bl_stamp="$(recipe "$tree_stamp $RUSTV $(sha256sum /etc/ssl/certs/ca-certificates.crt) v2")"
   if ! has_image "$BUILDER_BASE" || [ "$(label_of "$BUILDER_BASE" vsip.recipe)" != "$bl_stamp" ]; then
     say "builder base $BUILDER_BASE: the $SUITE tree + this host's Rust $RUSTV"
     bl="$(mktemp -d "$CACHE/builder.XXXXXX")"
@@ -132,8 +132,12 @@ if [ "$FULL" = 1 ]; then
     cp -a "$TOOLCHAIN/bin/cargo" "$TOOLCHAIN/bin/rustc" "$TOOLCHAIN/bin/rustdoc" "$bl/usr/local/rust/bin/"
     cp -a "$TOOLCHAIN/lib" "$bl/usr/local/rust/"
     [ -d "$TOOLCHAIN/libexec" ] && cp -a "$TOOLCHAIN/libexec" "$bl/usr/local/rust/"
+    # The builder trusts what this host trusts (cargo fetches crates from crates.io; where
+    # a TLS-inspecting proxy sits in between, its CA is in the host's bundle). The runtime
+    # base keeps Debian's bundle.
+    cp /etc/ssl/certs/ca-certificates.crt "$bl/etc/ssl/certs/ca-certificates.crt"
     commit_tree "$BUILDER_BASE" "$bl_stamp" "$bl" --user 0:0 --workingdir / \
-      --env CARGO_HOME=/usr/local/cargo \
+      --env CARGO_HOME=/usr/local/cargo --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
       --env PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     rm -rf "$bl"
   fi

@@ -254,6 +254,10 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
+/// Startup probe of the proxies: every 2 s, up to 150 times (5 minutes).
+const STARTUP_PROBE_PERIOD: i32 = 2;
+const STARTUP_PROBE_FAILURES: i32 = 150;
+
 fn http_probe(path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -324,6 +328,14 @@ pub fn deployment(fleet: &FleetSettings) -> Deployment {
         ports: Some(ports),
         readiness_probe: Some(http_probe("/readyz", 5)),
         liveness_probe: Some(http_probe("/healthz", 10)),
+        // The admin port opens once the first configuration is read from the API server.
+        // Until then the startup probe holds the liveness probe back (up to 5 minutes)
+        // instead of letting the kubelet kill a proxy that is waiting (seen on the node:
+        // "Liveness probe failed: connection refused" while the config Secret was written).
+        startup_probe: Some(Probe {
+            failure_threshold: Some(STARTUP_PROBE_FAILURES),
+            ..http_probe("/healthz", STARTUP_PROBE_PERIOD)
+        }),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), Quantity("100m".into())),
@@ -567,6 +579,15 @@ mod tests {
             .filter_map(|p| p.name.clone())
             .collect();
         assert_eq!(names, ["sip-tcp", "sip-tls", "admin"]);
+        // Liveness only once started: a proxy waiting for its first configuration (the
+        // admin port still closed) gets 5 minutes before the kubelet may kill it.
+        let startup = c.startup_probe.as_ref().expect("startup probe");
+        let get = startup.http_get.as_ref().expect("httpGet");
+        assert_eq!(get.path.as_deref(), Some("/healthz"));
+        assert_eq!(get.port, IntOrString::String("admin".into()));
+        let patience =
+            startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3);
+        assert!(patience >= 300, "startup probe gives up after {patience}s");
     }
 
     #[test]

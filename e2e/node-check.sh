@@ -34,7 +34,7 @@ IMAGE="${VSIP_IMAGE:-localhost/vsip:dev}"
 # A short state dir: containerd's socket paths must stay short.
 WORK="$(mktemp -d /tmp/vsip-node.XXXXXX)"
 STATE="$WORK/c"
-CARRIER=198.18.0.10 SBC=198.18.0.20 NODE_PORT=30570 NUMBER=+911234567890
+CARRIER=198.18.0.10 SBC=198.18.0.20 NODE_PORT=30570 TLS_NODE_PORT=30443 NUMBER=+911234567890
 NS=vsip-system
 PIDS=()
 cleanup() {
@@ -109,11 +109,19 @@ kubectl apply --server-side -f crds/vsip.io_virtualsiptrunks.yaml >/dev/null
 kubectl wait --for=condition=Established crd/virtualsiptrunks.vsip.io --timeout=60s >/dev/null
 kubectl apply -f config/default/namespace.yaml >/dev/null   # restricted Pod Security
 kubectl create namespace acme >/dev/null
+# The proxies' TLS listener certificate: a Secret the kubelet mounts into their pods.
+listener_cert() { # CN: a self-signed certificate into $WORK/tls.{crt,key}
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+}
+listener_cert sip-edge-v1.vsip-test.example
+kubectl -n "$NS" create secret tls vsip-listener-tls --cert="$WORK/tls.crt" --key="$WORK/tls.key" >/dev/null
 REPO="${IMAGE%:*}" TAG="${IMAGE##*:}"
-check "helm install (image $IMAGE, NodePort $NODE_PORT, advertise $NODE_IP)" \
+check "helm install (image $IMAGE, NodePort $NODE_PORT/$TLS_NODE_PORT, advertise $NODE_IP, TLS listener)" \
   helm install vsip-operator charts/vsip-operator -n "$NS" \
     --set image.repository="$REPO" --set image.tag="$TAG" \
     --set fleet.service.type=NodePort --set fleet.service.nodePorts.tcp="$NODE_PORT" \
+    --set fleet.service.nodePorts.tls="$TLS_NODE_PORT" --set fleet.listenerCertificateSecret=vsip-listener-tls \
     --set fleet.advertise.host="$NODE_IP" \
     --set "fleet.upstream=sip:$CARRIER:5060;transport=tcp" \
     --set "operator.dnsNameservers={$SBC:53}"
@@ -225,6 +233,35 @@ call_logs() {
 }
 check "kubectl logs (API server → kubelet) shows the 4 calls with their CallSids" call_logs
 check "kubectl get vst shows the trunk Ready" bash -c "kubectl get vst -A | grep -E 'acme-mumbai +sip.acme.example +TCP +200 +True'"
+
+# The TLS listener, from the Secret volume the kubelet keeps in sync: served through the
+# Service's TLS node port, and a renewed certificate is served without a restart.
+served_cn() { # the CN the carrier is served at NodeIP:TLS_NODE_PORT
+  ip netns exec vsip-carrier timeout 10 openssl s_client -connect "$NODE_IP:$TLS_NODE_PORT" </dev/null 2>/dev/null \
+    | openssl x509 -noout -subject 2>/dev/null | sed -n 's/.*CN *= *//p'
+}
+serves() { [ "$(served_cn)" = "$1" ]; }
+check "the carrier gets the listener certificate (Secret volume) at $NODE_IP:$TLS_NODE_PORT" \
+  wait_until 60 serves sip-edge-v1.vsip-test.example
+restarts() { kubectl -n "$NS" get pods -l app.kubernetes.io/component=proxy -o json | jq '[.items[].status.containerStatuses[].restartCount] | add'; }
+r0="$(restarts)"
+listener_cert sip-edge-v2.vsip-test.example
+kubectl -n "$NS" create secret tls vsip-listener-tls --cert="$WORK/tls.crt" --key="$WORK/tls.key" \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+renewed() { wait_until 240 serves sip-edge-v2.vsip-test.example || { echo "served: $(served_cn)"; return 1; }; [ "$(restarts)" = "$r0" ]; }
+check "a renewed Secret is served by the running proxies (kubelet volume update, file reload; no restart)" renewed
+
+# What the kubelet and the controllers complained about (for the reader; MissingClusterDNS:
+# this cluster has no DNS, see docs/cluster.md).
+kubectl get events -A --field-selector type=Warning -o json \
+  | jq -r '.items[] | select(.reason != "MissingClusterDNS") | "\(.involvedObject.kind)/\(.involvedObject.name) \(.reason): \(.message)"' \
+  | sort | uniq -c >"$WORK/warnings.txt"
+say "warning events: $(wc -l <"$WORK/warnings.txt")"; sed 's/^/    /' "$WORK/warnings.txt" >&2
+no_kills() {
+  ! grep -E 'Liveness probe failed|Killing|BackOff' "$WORK/warnings.txt" &&
+  [ "$(kubectl -n "$NS" get pods -o json | jq '[.items[].status.containerStatuses[].restartCount] | add')" = 0 ]
+}
+check "no vsip container was restarted or failed its liveness probe (startup probe while the config loads)" no_kills
 
 # ------------------------------------------------------------------ uninstall
 check "helm uninstall vsip-operator" helm uninstall vsip-operator -n "$NS" --wait --timeout 120s

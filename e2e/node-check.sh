@@ -17,6 +17,8 @@
 #   after), and a second cluster up works and cleans up the same way.
 #
 #   bash e2e/node-check.sh        (after `make image`; root: network namespaces, cgroups)
+#   VSIP_IMAGE=localhost/vsip:full VSIP_IMAGE_ARCHIVE=~/.cache/vsip/images/vsip-full.tar \
+#     bash e2e/node-check.sh      (the image of `make image-full`)
 # Last line: "N passed, M failed".
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +29,8 @@ source "$ROOT/scripts/lib.sh"
 # shellcheck source=cluster/env.sh
 source "$ROOT/e2e/cluster/env.sh"
 VSIP_CACHE="${VSIP_CACHE:-$HOME/.cache/vsip}"
-ARCHIVE="$VSIP_CACHE/images/vsip.tar"
+# The image of `make image` (VSIP_IMAGE/VSIP_IMAGE_ARCHIVE: another one, e.g. make image-full's).
+ARCHIVE="${VSIP_IMAGE_ARCHIVE:-$VSIP_CACHE/images/vsip.tar}"
 IMAGE="${VSIP_IMAGE:-localhost/vsip:dev}"
 [ -f "$ARCHIVE" ] || { echo "no image archive $ARCHIVE: run make image"; echo "0 passed, 1 failed"; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, the node)"; echo "0 passed, 1 failed"; exit 1; }

@@ -9,6 +9,8 @@
 #                             stripped. Seconds.
 #   scripts/image.sh --full   `make image-full`: the Dockerfile's full multi-stage build (cargo
 #                             inside the builder stage, crates from crates.io), default target.
+#                             Run it once per change of the Dockerfile (not in `make test`:
+#                             a release build of every crate, 25+ minutes on 2 busy cores).
 #
 # Base images (made once, cached in $VSIP_CACHE/image; rebuilt when this script's recipe
 # changes):
@@ -20,7 +22,9 @@
 # The image is also written as a docker-archive to $VSIP_CACHE/images/vsip.tar, which
 # `make cluster-up` imports into the node's containerd (e2e/cluster/node-lib.sh).
 #
-# Env: VSIP_IMAGE (default localhost/vsip:dev), VSIP_IMAGE_PROFILE (debug|release),
+# Env: VSIP_IMAGE (default localhost/vsip:dev; --full: localhost/vsip:full),
+#      VSIP_IMAGE_ARCHIVE (default ~/.cache/vsip/images/vsip.tar; --full: vsip-full.tar),
+#      VSIP_IMAGE_PROFILE (debug|release),
 #      VSIP_DEBIAN_MIRROR (default http://deb.debian.org/debian), CARGO_TARGET_DIR.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,16 +33,25 @@ CHECK_NAME=image
 source "$ROOT/scripts/lib.sh"
 
 FULL=0
-[ "${1:-}" = --full ] && FULL=1
+case "${1:-}" in
+  --full) FULL=1 ;;
+  "") ;;
+  *) die "unknown argument $1 (--full)" ;;
+esac
 VSIP_CACHE="${VSIP_CACHE:-$HOME/.cache/vsip}"
 CACHE="$VSIP_CACHE/image"
-IMAGE="${VSIP_IMAGE:-localhost/vsip:dev}"
+if [ "$FULL" = 1 ]; then
+  IMAGE="${VSIP_IMAGE:-localhost/vsip:full}"
+  ARCHIVE="${VSIP_IMAGE_ARCHIVE:-$VSIP_CACHE/images/vsip-full.tar}"
+else
+  IMAGE="${VSIP_IMAGE:-localhost/vsip:dev}"
+  ARCHIVE="${VSIP_IMAGE_ARCHIVE:-$VSIP_CACHE/images/vsip.tar}"
+fi
 PROFILE="${VSIP_IMAGE_PROFILE:-debug}"
 MIRROR="${VSIP_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 RUNTIME_BASE="localhost/vsip/runtime-base:$SUITE"
 BUILDER_BASE="localhost/vsip/builder-base:$SUITE"
-ARCHIVE="$VSIP_CACHE/images/vsip.tar"
 for t in buildah debootstrap objcopy; do
   command -v "$t" >/dev/null || die "$t is not installed (make deps)"
 done
@@ -53,6 +66,14 @@ export CONTAINERS_CONF="$CACHE/containers.conf"
 # One image build at a time per cache.
 exec 8>"$CACHE/.lock"
 flock 8
+# containers/storage bind-mounts its overlay dir onto itself (and containers' roots under
+# it) and leaves that mount behind: nothing of ours stays mounted once we are done.
+release_mounts() {
+  local m
+  awk -v d="$CACHE/storage/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+}
+trap release_mounts EXIT
 
 # Recipe stamps: a base is rebuilt when what makes it changes.
 recipe() { sha256sum <<<"$*" | cut -c1-16; }

@@ -10,6 +10,8 @@
 # Other clusters' control planes (etcd, kube-apiserver, ... of other runs) are not listed:
 # only the node's programs, which run once per machine.
 set -uo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=node-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/node-lib.sh"
 

@@ -22,6 +22,7 @@
 #               values before up are restored
 #   host dirs   /var/lib/cni (libcni's cache), /var/log/containers (the kubelet's symlinks):
 #               removed when up created them
+# Needs e2e/cluster/lib.sh (log, cluster_alive) sourced first.
 # shellcheck shell=bash
 
 NODE_NAME=vsip-node
@@ -50,17 +51,6 @@ node_ip() {
   [ -n "$ip" ] && echo "$ip"
 }
 
-# node_alive STATE: does the cluster in STATE still run a process?
-node_owner_alive() {
-  local f pid
-  for f in "$1"/pids/*.pid; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f" 2>/dev/null)"
-    [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$1" && return 0
-  done
-  return 1
-}
-
 # Takes the machine's node slot for STATE (mkdir is atomic). A slot whose owner has no
 # process left (a SIGKILLed run) is cleaned up and taken over.
 node_claim() {
@@ -68,7 +58,7 @@ node_claim() {
   mkdir -p "$(dirname "$NODE_RUN")"
   if ! mkdir "$NODE_RUN" 2>/dev/null; then
     owner="$(cat "$NODE_RUN/owner" 2>/dev/null || true)"
-    if [ -n "$owner" ] && [ "$owner" != "$state" ] && node_owner_alive "$owner"; then
+    if [ -n "$owner" ] && [ "$owner" != "$state" ] && cluster_alive "$owner"; then
       return 1
     fi
     log "the node slot $NODE_RUN is stale (owner: ${owner:-none}): cleaning it up"
@@ -225,6 +215,8 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: true
+# Pods resync every 10 s (default 1 min): a changed Secret reaches its volumes sooner.
+syncFrequency: 10s
 EOF
   start kubelet "$K8S_BIN/kubelet" --config="$nd/kubelet.yaml" \
     --kubeconfig="$STATE/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \

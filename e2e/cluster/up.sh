@@ -79,12 +79,7 @@ if [ "$NODE" = 1 ]; then node_claim "$STATE" || die "$(node_owner_message)"; fi
 PORT_LOCKS="$VSIP_CACHE/cluster-ports"; mkdir -p "$PORT_LOCKS"
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 owner_alive() { # STATE_DIR: any of its processes still running?
-  local f pid
-  for f in "$1"/pids/*.pid; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f" 2>/dev/null)"
-    [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$1" && return 0
-  done
+  cluster_alive "$1" && return 0
   # A run still starting (no pids yet) owns its ports for 10 minutes.
   [ -d "$1/pids" ] && [ -z "$(find "$1/pids" -maxdepth 0 -mmin +10 2>/dev/null)" ] && return 0
   return 1

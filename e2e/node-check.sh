@@ -159,6 +159,9 @@ check "2 proxy pods Running and Ready (readiness /readyz: config loaded)" ready 
 proxy_runtime() {
   local pid n=0 ro
   for pid in $(pgrep -f 'vsip proxy --kube-config-secret'); do
+    # Only the node's pods (their cgroups are under the kubelet's cgroupRoot), not a
+    # proxy another check runs as a local process.
+    grep -q ":/vsip-node/" "/proc/$pid/cgroup" 2>/dev/null || continue
     grep -qE '^Uid:\s+65532\s+65532' "/proc/$pid/status" || { grep ^Uid "/proc/$pid/status"; return 1; }
     ro="$(awk '$5 == "/" { print $6 }' "/proc/$pid/mountinfo")"
     case ",$ro," in *,ro,*) ;; *) echo "root mount options: $ro"; return 1 ;; esac

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export VSIP_CACHE ?= $(HOME)/.cache/vsip
 
-.PHONY: all build release test test-e2e lint fmt demo demo-down demo-standalone bench bench-operator deps image image-full
+.PHONY: all build release test test-e2e test-rules rules lint fmt demo demo-down demo-standalone bench bench-operator deps image image-full
 all: build
 
 deps:
@@ -26,16 +26,27 @@ lint:
 
 # Every test: unit, integration (real SIPp, real DNS, real TLS) and end-to-end
 # (a real control plane built from the Kubernetes Go modules, helm, kubectl).
-test: deps lint
+test: deps lint test-rules
 	$(CARGO) build --bins
 	$(CARGO) test --all-targets -- --test-threads=2
 	$(MAKE) test-e2e
+
+# Alert rules: one source (the chart's files/prometheus-rules.yaml), its generated
+# PrometheusRule copy up to date, and promtool unit tests (config/monitoring/tests/).
+test-rules:
+	bash scripts/gen-prometheusrule.sh --check
+	promtool check rules charts/vsip-operator/files/prometheus-rules.yaml
+	promtool test rules config/monitoring/tests/*.yaml
+
+rules:
+	bash scripts/gen-prometheusrule.sh
 
 test-e2e:
 	bash e2e/cluster/build.sh
 	bash e2e/cluster/smoke.sh
 	bash e2e/chart-check.sh
 	bash e2e/calls-check.sh
+	bash e2e/monitoring-check.sh
 	bash e2e/fleet-cpm-check.sh
 	bash e2e/operator-check.sh
 	bash scripts/image.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and demos need on a fresh Debian machine: sipp
-# (sip-tester), the tools of the end-to-end checks (jq, yq, lua, curl), and what the image
-# build and the local cluster's node need (buildah, debootstrap, runc, CNI plugins, nftables,
-# iptables).
+# (sip-tester), the tools of the end-to-end checks (jq, yq, lua, curl), Prometheus
+# (promtool tests the alert rules; e2e/monitoring-check.sh runs a real server), and what the
+# image build and the local cluster's node need (buildah, debootstrap, runc, CNI plugins,
+# nftables, iptables).
 # Kubernetes binaries and helm are built from Go modules by e2e/cluster/build.sh.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -25,14 +26,18 @@ command -v runc >/dev/null || need+=(runc)
 command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ip >/dev/null || need+=(iproute2)
-if [ ${#need[@]} -gt 0 ]; then
+# Prometheus without its recommends (node-exporter, which a systemd host would start).
+norec=()
+command -v promtool >/dev/null || norec+=(prometheus)
+if [ $(( ${#need[@]} + ${#norec[@]} )) -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "missing: ${need[*]} — install them (apt-get install ${need[*]}) or run as root" >&2
+    echo "missing: ${need[*]} ${norec[*]} — install them (apt-get install ${need[*]} ${norec[*]}) or run as root" >&2
     exit 1
   fi
-  echo ">> installing ${need[*]}"
+  echo ">> installing ${need[*]} ${norec[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  [ ${#norec[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${norec[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "missing: cargo (Rust toolchain)" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export VSIP_CACHE ?= $(HOME)/.cache/vsip
 
-.PHONY: all build release test test-e2e test-rules rules lint layers fmt demo demo-down demo-standalone bench bench-operator deps
+.PHONY: all build release test test-e2e test-rules rules lint layers fmt demo demo-down demo-standalone bench bench-operator deps image image-full
 all: build
 
 deps:
@@ -54,12 +54,23 @@ test-e2e:
 	bash e2e/monitoring-check.sh
 	bash e2e/fleet-cpm-check.sh
 	bash e2e/operator-check.sh
+	bash scripts/image.sh
+	bash e2e/node-check.sh
+
+# The image from the Dockerfile, built with buildah on local Debian base images (prints its
+# reference; docs/cluster.md). `image`: this host's build packed by the Dockerfile's
+# `prebuilt` target (seconds); `image-full`: the full multi-stage build (cargo in the image).
+image: deps
+	bash scripts/image.sh
+
+image-full: deps
+	bash scripts/image.sh --full
 
 demo-standalone: deps build
 	bash scripts/demo-standalone.sh
 
-# The main job: vsip on a local control plane (built from Go modules on first use).
-demo: deps build
+# The main job: vsip pods on a local cluster with a node (built from Go modules on first use).
+demo: deps image
 	bash scripts/demo-cluster.sh
 
 demo-down:

@@ -35,7 +35,7 @@ pub mod scopes;
 pub mod secrets;
 pub mod status;
 
-pub use args::{LeadershipArgs, OperatorArgs, PullPolicy, ServiceType};
+pub use args::{ExposureArgs, LeadershipArgs, OperatorArgs, PullPolicy, ServiceType};
 pub use error::{Error, Result};
 pub use fleet::FIELD_MANAGER;
 pub use run::run;

@@ -13,7 +13,7 @@ use super::{
     stamp,
     transport::ConnHandle,
 };
-use crate::config::Transport;
+use crate::config::{ProxyConfig, Transport};
 
 /// Addresses our listeners are bound to.
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,11 +60,11 @@ impl Local {
         branch.starts_with(&self.branch_prefix)
     }
 
-    /// Host:port we advertise on a connection's side for `transport`:
-    /// `advertise` (the configuration's) or the listener's address.
+    /// Host:port we advertise on a connection's side for `transport`: the
+    /// configuration's `advertise` / `advertisePorts`, else the listener's address.
     pub fn advertised(
         &self,
-        advertise: Option<&str>,
+        config: &ProxyConfig,
         conn: &ConnHandle,
         transport: Transport,
     ) -> (String, u16) {
@@ -72,9 +72,12 @@ impl Local {
             Transport::Tls => self.listeners.tls.or(self.listeners.tcp),
             Transport::Tcp => self.listeners.tcp.or(self.listeners.tls),
         };
-        let port = listener.map(|l| l.port()).unwrap_or(conn.local.port());
-        let host = match advertise {
-            Some(h) => h.to_owned(),
+        let port = config
+            .advertise_ports
+            .get(transport)
+            .unwrap_or_else(|| listener.map(|l| l.port()).unwrap_or(conn.local.port()));
+        let host = match &config.advertise {
+            Some(h) => h.clone(),
             None => {
                 let ip = match listener {
                     Some(l) if !l.ip().is_unspecified() => l.ip(),
@@ -98,7 +101,7 @@ impl Local {
 
     pub fn record_route(
         &self,
-        advertise: Option<&str>,
+        config: &ProxyConfig,
         conn: &ConnHandle,
         side: Side,
         transport: Transport,
@@ -106,13 +109,13 @@ impl Local {
         call_id: &str,
     ) -> String {
         let t = self.listener_transport(transport);
-        let (host, port) = self.advertised(advertise, conn, t);
+        let (host, port) = self.advertised(config, conn, t);
         let signature = self.route_key.sign(side.token(), trunk_sid, call_id);
         route_set::record_route(&host, port, t, side, trunk_sid, &signature)
     }
 
-    pub fn via(&self, advertise: Option<&str>, conn: &ConnHandle, branch: &str) -> String {
-        let (host, port) = self.advertised(advertise, conn, conn.transport);
+    pub fn via(&self, config: &ProxyConfig, conn: &ConnHandle, branch: &str) -> String {
+        let (host, port) = self.advertised(config, conn, conn.transport);
         format!(
             "SIP/2.0/{} {host}:{port};branch={branch};rport",
             conn.transport.via_token()

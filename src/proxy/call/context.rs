@@ -41,8 +41,7 @@ impl CallContext {
     /// Our Via for a request sent on `conn`.
     pub fn via(&self, conn: &ConnHandle, branch: &str) -> String {
         let routes = self.routes.load();
-        self.local
-            .via(routes.config.advertise.as_deref(), conn, branch)
+        self.local.via(&routes.config, conn, branch)
     }
 
     /// Our Record-Route entry facing `side` on `conn`.
@@ -55,14 +54,8 @@ impl CallContext {
         call_id: &str,
     ) -> String {
         let routes = self.routes.load();
-        self.local.record_route(
-            routes.config.advertise.as_deref(),
-            conn,
-            side,
-            transport,
-            trunk_sid,
-            call_id,
-        )
+        self.local
+            .record_route(&routes.config, conn, side, transport, trunk_sid, call_id)
     }
 
     /// Sends bytes back to where a request came from.

@@ -87,14 +87,14 @@ check "helm template (monitoring on) renders PodMonitor, PrometheusRule, Service
   bash -c "grep -q 'PodMonitor PrometheusRule' <<<'$got' && grep -q ServiceMonitor <<<'$got'"
 check "helm template output has no warnings" test ! -s "$WORK/template.err"
 
-# The operator's args are its real flags: compare with OperatorArgs (src/operator/mod.rs).
+# The operator's args are its real flags: compare with OperatorArgs (src/operator/args.rs).
 args="$(yq -r 'select(.kind=="Deployment") | .spec.template.spec.containers[0].args[]' <"$WORK/full.yaml")"
 flags_ok() {
   local a flag field
   for a in $(grep -- '^--' <<<"$args" | sed 's/=.*//'); do
     flag="${a#--}"; field="${flag//-/_}"
     case "$flag" in dns-nameserver) field=dns_nameservers ;; esac
-    grep -q "pub $field:" src/operator/mod.rs || { echo "unknown operator flag $a"; return 1; }
+    grep -q "pub $field:" src/operator/args.rs || { echo "unknown operator flag $a"; return 1; }
   done
   grep -qx -- '--upstream=sip:carrier.example.net:5060;transport=tcp' <<<"$args" &&
   grep -qx -- '--listener-cert-secret=vsip-listener-tls' <<<"$args" &&

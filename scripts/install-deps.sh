@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests and demos need on a fresh Debian machine: sipp
-# (sip-tester), and the tools of the end-to-end checks (jq, yq, lua, curl).
+# (sip-tester), Knot DNS (knot: the independent DNS server of the DNS and
+# failover tests), python3 (its ssl module is the OpenSSL TLS peer of the TLS
+# tests), and the tools of the end-to-end checks (jq, yq, lua, curl).
 # Kubernetes binaries and helm are built from Go modules by e2e/cluster/build.sh.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
+# knotd lives in /usr/sbin, which is not on every user's PATH.
+command -v knotd >/dev/null || [ -x /usr/sbin/knotd ] || need+=(knot)
+command -v python3 >/dev/null || need+=(python3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v jq >/dev/null || need+=(jq)
@@ -20,6 +25,10 @@ if [ ${#need[@]} -gt 0 ]; then
   echo ">> installing ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  # The tests start their own knotd per test; the package's system service is not wanted.
+  if [[ " ${need[*]} " == *" knot "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now knot.service >/dev/null 2>&1 || true
+  fi
 fi
 command -v cargo >/dev/null || { echo "missing: cargo (Rust toolchain)" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true

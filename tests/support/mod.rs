@@ -898,6 +898,14 @@ impl SippResult {
     pub fn sent(&self) -> Vec<String> {
         split_trace(&self.messages, "sent")
     }
+    /// Received messages with the time SIPp logged them (see [`split_trace_timed`]).
+    pub fn received_timed(&self) -> Vec<(f64, sip::Msg)> {
+        timed_msgs(&self.messages, "received")
+    }
+    /// Sent messages with the time SIPp logged them.
+    pub fn sent_timed(&self) -> Vec<(f64, sip::Msg)> {
+        timed_msgs(&self.messages, "sent")
+    }
     /// Received requests with this method.
     pub fn received_requests(&self, method: &str) -> Vec<sip::Msg> {
         self.received()
@@ -936,11 +944,23 @@ impl SippResult {
 
 /// Splits a SIPp `-trace_msg` log into the message texts of one direction.
 pub fn split_trace(log: &str, direction: &str) -> Vec<String> {
+    split_trace_timed(log, direction)
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// Like [`split_trace`], with the time SIPp logged each message at, in
+/// seconds (from the Unix epoch, SIPp's local time read as UTC: only
+/// differences between them mean anything).
+pub fn split_trace_timed(log: &str, direction: &str) -> Vec<(f64, String)> {
     let mut out = Vec::new();
     for block in log.split("\n-----------------------------------------------") {
         let mut lines = block.lines();
-        // first line: " date time" (or the dashes of the first block)
-        let _ = lines.next();
+        // first line: " date time" (or the dashes of the first block, then them)
+        let Some(stamp) = lines.next().and_then(trace_time) else {
+            continue;
+        };
         let Some(kind) = lines.next() else { continue };
         if !kind.contains(&format!("message {direction}")) {
             continue;
@@ -951,10 +971,40 @@ pub fn split_trace(log: &str, direction: &str) -> Vec<String> {
         let text = body.join("\r\n") + "\r\n\r\n";
         let text = text.trim_start_matches(['\r', '\n']).to_owned();
         if !text.trim().is_empty() {
-            out.push(text);
+            out.push((stamp, text));
         }
     }
     out
+}
+
+/// `... 2026-11-29 23:26:26.609633` → seconds.
+fn trace_time(line: &str) -> Option<f64> {
+    let mut it = line.split_whitespace().rev();
+    let time = it.next()?;
+    let date = it.next()?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let sec = t.next()?.parse::<f64>().ok()?;
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + sec)
+}
+
+fn timed_msgs(log: &str, direction: &str) -> Vec<(f64, sip::Msg)> {
+    split_trace_timed(log, direction)
+        .into_iter()
+        .filter_map(|(t, m)| Some((t, sip::Msg::parse(m.as_bytes())?)))
+        .collect()
 }
 
 impl Sipp {

@@ -12,6 +12,7 @@
 
 pub mod knot;
 pub mod pki;
+pub mod pytls;
 pub mod sip;
 pub mod tls;
 

@@ -24,20 +24,25 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# Every test: unit, integration (real SIPp, real DNS, real TLS) and end-to-end
-# (a real control plane built from the Kubernetes Go modules, helm, kubectl).
-test: deps lint
-	$(CARGO) build --bins
-	$(CARGO) test --all-targets -- --test-threads=2
-	$(MAKE) test-e2e
+# The end-to-end checks, in order. Each ends with a line "N passed, M failed";
+# scripts/run-steps.sh adds them up, so a new check only needs adding here.
+E2E_CHECKS := e2e/cluster/smoke.sh e2e/chart-check.sh e2e/calls-check.sh \
+              e2e/fleet-cpm-check.sh e2e/operator-check.sh
+E2E_STEPS = "bash e2e/cluster/build.sh" $(foreach c,$(E2E_CHECKS),"bash $(c)")
+
+# Every test: lint, unit, integration (real SIPp, Knot DNS, TLS on rustls and
+# OpenSSL) and end-to-end (a real control plane built from the Kubernetes Go
+# modules, helm, kubectl). Every step runs; the last line is the totals across
+# cargo and every e2e check: "N passed, M failed".
+test: deps
+	bash scripts/run-steps.sh "$(CARGO) fmt --all -- --check" \
+	  "$(CARGO) clippy --all-targets -- -D warnings" \
+	  "$(CARGO) build --bins" \
+	  "$(CARGO) test --all-targets --no-fail-fast -- --test-threads=2" \
+	  $(E2E_STEPS)
 
 test-e2e:
-	bash e2e/cluster/build.sh
-	bash e2e/cluster/smoke.sh
-	bash e2e/chart-check.sh
-	bash e2e/calls-check.sh
-	bash e2e/fleet-cpm-check.sh
-	bash e2e/operator-check.sh
+	bash scripts/run-steps.sh $(E2E_STEPS)
 
 demo-standalone: deps build
 	bash scripts/demo-standalone.sh

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export VSIP_CACHE ?= $(HOME)/.cache/vsip
 
-.PHONY: all build release test test-e2e lint fmt demo demo-down demo-standalone bench bench-operator deps
+.PHONY: all build release test test-e2e test-rules rules lint fmt demo demo-down demo-standalone bench bench-operator deps
 all: build
 
 deps:
@@ -27,19 +27,31 @@ lint:
 # The end-to-end checks, in order. Each ends with a line "N passed, M failed";
 # scripts/run-steps.sh adds them up, so a new check only needs adding here.
 E2E_CHECKS := e2e/cluster/smoke.sh e2e/chart-check.sh e2e/calls-check.sh \
-              e2e/fleet-cpm-check.sh e2e/operator-check.sh
+              e2e/monitoring-check.sh e2e/fleet-cpm-check.sh e2e/operator-check.sh
 E2E_STEPS = "bash e2e/cluster/build.sh" $(foreach c,$(E2E_CHECKS),"bash $(c)")
 
-# Every test: lint, unit, integration (real SIPp, Knot DNS, TLS on rustls and
-# OpenSSL) and end-to-end (a real control plane built from the Kubernetes Go
-# modules, helm, kubectl). Every step runs; the last line is the totals across
+# Every test: lint, the alert rules, unit, integration (real SIPp, Knot DNS, TLS on
+# rustls and OpenSSL) and end-to-end (a real control plane built from the Kubernetes
+# Go modules, helm, kubectl). Every step runs; the last line is the totals across
 # cargo and every e2e check: "N passed, M failed".
 test: deps
 	bash scripts/run-steps.sh "$(CARGO) fmt --all -- --check" \
 	  "$(CARGO) clippy --all-targets -- -D warnings" \
+	  $(RULES_STEPS) \
 	  "$(CARGO) build --bins" \
 	  "$(CARGO) test --all-targets --no-fail-fast -- --test-threads=2" \
 	  $(E2E_STEPS)
+
+# Alert rules: one source (the chart's files/prometheus-rules.yaml), its generated
+# PrometheusRule copy up to date, and promtool unit tests (config/monitoring/tests/).
+RULES_STEPS = "bash scripts/gen-prometheusrule.sh --check" \
+  "promtool check rules charts/vsip-operator/files/prometheus-rules.yaml" \
+  "promtool test rules config/monitoring/tests/*.yaml"
+test-rules:
+	bash scripts/run-steps.sh $(RULES_STEPS)
+
+rules:
+	bash scripts/gen-prometheusrule.sh
 
 test-e2e:
 	bash scripts/run-steps.sh $(E2E_STEPS)

@@ -2,7 +2,8 @@
 # Installs what the tests and demos need on a fresh Debian machine: sipp
 # (sip-tester), Knot DNS (knot: the independent DNS server of the DNS and
 # failover tests), python3 (its ssl module is the OpenSSL TLS peer of the TLS
-# tests), and the tools of the end-to-end checks (jq, yq, lua, curl).
+# tests), the tools of the end-to-end checks (jq, yq, lua, curl), and Prometheus
+# (promtool tests the alert rules; e2e/monitoring-check.sh runs a real server).
 # Kubernetes binaries and helm are built from Go modules by e2e/cluster/build.sh.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -17,14 +18,18 @@ command -v jq >/dev/null || need+=(jq)
 command -v yq >/dev/null || need+=(yq)
 command -v lua5.4 >/dev/null || need+=(lua5.4)
 command -v flock >/dev/null || need+=(util-linux)
-if [ ${#need[@]} -gt 0 ]; then
+# Prometheus without its recommends (node-exporter, which a systemd host would start).
+norec=()
+command -v promtool >/dev/null || norec+=(prometheus)
+if [ $(( ${#need[@]} + ${#norec[@]} )) -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "missing: ${need[*]} — install them (apt-get install ${need[*]}) or run as root" >&2
+    echo "missing: ${need[*]} ${norec[*]} — install them (apt-get install ${need[*]} ${norec[*]}) or run as root" >&2
     exit 1
   fi
-  echo ">> installing ${need[*]}"
+  echo ">> installing ${need[*]} ${norec[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  [ ${#norec[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${norec[@]}" >/dev/null
   # The tests start their own knotd per test; the package's system service is not wanted.
   if [[ " ${need[*]} " == *" knot "* ]] && [ -d /run/systemd/system ]; then
     systemctl disable --now knot.service >/dev/null 2>&1 || true

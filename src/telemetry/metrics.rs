@@ -79,6 +79,18 @@ impl ProxyMetrics {
         .expect("static metric definition");
         reg.register(Box::new(listener_cert_reloads.clone()))
             .expect("metric registered once");
+        let config_reloads = counter(
+            reg,
+            "vsip_config_reloads_total",
+            "Configuration loads by result (ok|error)",
+            &["result"],
+        );
+        // Both results are exported from the start: a counter first seen at 1 has no
+        // increase() in Prometheus, so the first refused reload would never raise
+        // VsipConfigReloadFailing (e2e/monitoring-check.sh caught it).
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
         Self {
             calls: counter(
                 reg,
@@ -100,12 +112,7 @@ impl ProxyMetrics {
             ),
             call_setup,
             routes_trunks,
-            config_reloads: counter(
-                reg,
-                "vsip_config_reloads_total",
-                "Configuration loads by result (ok|error)",
-                &["result"],
-            ),
+            config_reloads,
             tls_handshake_failures: counter(
                 reg,
                 "vsip_tls_handshake_failures_total",
@@ -160,6 +167,30 @@ impl ProxyMetrics {
                 "vsip_cpm_peers",
                 "Live proxies sharing trunk quotas, this one included",
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::{Encoder, TextEncoder};
+
+    use super::*;
+
+    #[test]
+    fn reload_results_are_exported_at_zero_before_any_reload() {
+        let reg = Registry::new();
+        let _metrics = ProxyMetrics::new(&reg);
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&reg.gather(), &mut buf)
+            .expect("encode");
+        let text = String::from_utf8(buf).expect("UTF-8");
+        for line in [
+            "vsip_config_reloads_total{result=\"error\"} 0",
+            "vsip_config_reloads_total{result=\"ok\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
     }
 }

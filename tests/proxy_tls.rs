@@ -172,26 +172,51 @@ fn mtls_proxy_presents_its_client_certificate_to_the_sbc() {
     assert_eq!(lab.sbc.log.count("INVITE"), 0);
 }
 
-/// Proxy with a TLS listener (server cert for PROXY_NAME from `listener_ca`)
-/// that verifies client certs against `client_ca`; the trunk FQDN resolves
-/// to 127.0.0.9 (NOT where the caller connects from), upstream is a SIPp UAS.
-fn tls_listener_proxy(
-    dir: &std::path::Path,
-    dns: &Dns,
-    listener_ca: &Ca,
-    client_ca: &Ca,
-    upstream: SocketAddr,
-) -> ProxyProcess {
-    let (cert, key) = listener_ca.issue(&[PROXY_NAME]).write(dir, "listener");
-    let mut conf = ProxyConf::new(dns);
-    conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
-    conf.tls_cert = Some((cert, key));
-    conf.client_ca_file = Some(client_ca.write(dir, "client-ca"));
-    conf.upstream = Some(format!("sip:{upstream};transport=tcp"));
-    let mut t = TrunkConf::tls(TRUNK, FQDN, 5061, &[NUMBER]);
-    t.trunk_sid = "TSacmetls01".into();
-    conf.trunks.push(t);
-    ProxyProcess::start(conf)
+/// A proxy with a TLS listener (server cert for PROXY_NAME from
+/// `listener_ca`) that verifies client certs against `client_ca`; the trunk
+/// FQDN resolves to 127.0.0.9 (NOT where callers connect from); the upstream
+/// is a SIPp UAS at 127.0.0.4.
+struct ListenerLab {
+    listener_ca: Ca,
+    client_ca: Ca,
+    proxy: ProxyProcess,
+    upstream: SippRun,
+    _dns: Dns,
+    _dir: tempfile::TempDir,
+}
+
+impl ListenerLab {
+    fn start() -> ListenerLab {
+        require_sipp();
+        let dir = tempfile::tempdir().unwrap();
+        let listener_ca = Ca::new("vsip listener CA");
+        let client_ca = Ca::new("customer client CA");
+        let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
+        let up_port = free_port_on(&[lo(4)]);
+        let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
+        let (cert, key) = listener_ca
+            .issue(&[PROXY_NAME])
+            .write(dir.path(), "listener");
+        let mut conf = ProxyConf::new(&dns);
+        conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
+        conf.tls_cert = Some((cert, key));
+        conf.client_ca_file = Some(client_ca.write(dir.path(), "client-ca"));
+        conf.upstream = Some(format!(
+            "sip:{};transport=tcp",
+            SocketAddr::new(lo(4), up_port)
+        ));
+        let mut t = TrunkConf::tls(TRUNK, FQDN, 5061, &[NUMBER]);
+        t.trunk_sid = "TSacmetls01".into();
+        conf.trunks.push(t);
+        ListenerLab {
+            listener_ca,
+            client_ca,
+            proxy: ProxyProcess::start(conf),
+            upstream,
+            _dns: dns,
+            _dir: dir,
+        }
+    }
 }
 
 fn tls_call(proxy: &ProxyProcess, listener_ca: &Ca, client: Option<&pki::Leaf>) -> CallOutcome {
@@ -223,25 +248,12 @@ fn tls_call(proxy: &ProxyProcess, listener_ca: &Ca, client: Option<&pki::Leaf>) 
 
 #[test]
 fn trunk_calling_over_tls_with_a_client_cert_naming_its_fqdn_is_outbound() {
-    require_sipp();
-    let dir = tempfile::tempdir().unwrap();
-    let listener_ca = Ca::new("vsip listener CA");
-    let client_ca = Ca::new("customer client CA");
-    let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
-    let up_port = free_port_on(&[lo(4)]);
-    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
-    let proxy = tls_listener_proxy(
-        dir.path(),
-        &dns,
-        &listener_ca,
-        &client_ca,
-        SocketAddr::new(lo(4), up_port),
-    );
-    let trunk_cert = client_ca.issue(&[FQDN]);
-    let out = tls_call(&proxy, &listener_ca, Some(&trunk_cert));
+    let lab = ListenerLab::start();
+    let trunk_cert = lab.client_ca.issue(&[FQDN]);
+    let out = tls_call(&lab.proxy, &lab.listener_ca, Some(&trunk_cert));
     assert_eq!(out.final_status, Some(200), "{out:?}");
     assert_eq!(out.bye_status, Some(200), "{out:?}");
-    let up = upstream.wait();
+    let up = lab.upstream.wait();
     up.assert_all_ok(1);
     let inv = only_request(&up, "INVITE");
     assert_eq!(
@@ -254,35 +266,22 @@ fn trunk_calling_over_tls_with_a_client_cert_naming_its_fqdn_is_outbound() {
         "{inv:?}"
     );
     assert!(
-        proxy.counter(
+        lab.proxy.counter(
             "vsip_calls_total",
             &[("trunk", TRUNK), ("direction", "outbound")]
         ) >= 1.0,
         "{}",
-        proxy.metrics()
+        lab.proxy.metrics()
     );
 }
 
 #[test]
 fn tls_caller_with_a_certificate_for_another_name_is_403() {
-    require_sipp();
-    let dir = tempfile::tempdir().unwrap();
-    let listener_ca = Ca::new("vsip listener CA");
-    let client_ca = Ca::new("customer client CA");
-    let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
-    let up_port = free_port_on(&[lo(4)]);
-    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
-    let proxy = tls_listener_proxy(
-        dir.path(),
-        &dns,
-        &listener_ca,
-        &client_ca,
-        SocketAddr::new(lo(4), up_port),
-    );
-    let stranger = client_ca.issue(&["stranger.vsip-test.example"]);
-    let out = tls_call(&proxy, &listener_ca, Some(&stranger));
+    let lab = ListenerLab::start();
+    let stranger = lab.client_ca.issue(&["stranger.vsip-test.example"]);
+    let out = tls_call(&lab.proxy, &lab.listener_ca, Some(&stranger));
     assert_eq!(out.final_status, Some(403), "{out:?}");
-    let up = upstream.stop();
+    let up = lab.upstream.stop();
     assert!(up.received().is_empty(), "{}", up.summary());
 }
 
@@ -604,27 +603,14 @@ fn an_openssl_carrier_calls_in_over_the_tls_listener() {
 
 #[test]
 fn an_openssl_trunk_with_a_client_certificate_naming_its_fqdn_calls_out() {
-    require_sipp();
     for version in TlsVersion::ALL {
-        let dir = tempfile::tempdir().unwrap();
-        let listener_ca = Ca::new("vsip listener CA");
-        let client_ca = Ca::new("customer client CA");
-        let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
-        let up_port = free_port_on(&[lo(4)]);
-        let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
-        let proxy = tls_listener_proxy(
-            dir.path(),
-            &dns,
-            &listener_ca,
-            &client_ca,
-            SocketAddr::new(lo(4), up_port),
-        );
+        let lab = ListenerLab::start();
         let out = py_tls_call(
             LOCALHOST,
-            proxy.conf.tls.unwrap(),
+            lab.proxy.conf.tls.unwrap(),
             PROXY_NAME,
-            &listener_ca,
-            Some(&client_ca.issue(&[FQDN])),
+            &lab.listener_ca,
+            Some(&lab.client_ca.issue(&[FQDN])),
             version,
             "+14155550100",
         );
@@ -635,7 +621,7 @@ fn an_openssl_trunk_with_a_client_certificate_naming_its_fqdn_calls_out() {
         );
         assert_eq!(out.final_status, Some(200), "{out:?}");
         assert_eq!(out.bye_status, Some(200), "{out:?}");
-        let up = upstream.wait();
+        let up = lab.upstream.wait();
         up.assert_all_ok(1);
         let inv = only_request(&up, "INVITE");
         assert_eq!(
@@ -652,28 +638,15 @@ fn a_client_certificate_naming_the_fqdn_from_an_untrusted_ca_is_refused() {
     // issued it: the handshake fails (OpenSSL and rustls callers alike) and
     // nothing reaches the upstream; a proxy that did not verify would treat
     // the caller as the trunk and call out.
-    require_sipp();
-    let dir = tempfile::tempdir().unwrap();
-    let listener_ca = Ca::new("vsip listener CA");
-    let client_ca = Ca::new("customer client CA");
+    let lab = ListenerLab::start();
     let rogue = Ca::new("rogue CA");
     let forged = rogue.issue(&[FQDN]);
-    let dns = Dns::start(vec![a(FQDN, lo(9), 30)]);
-    let up_port = free_port_on(&[lo(4)]);
-    let upstream = Sipp::uas("uas_rfc3261.xml", lo(4), up_port).spawn();
-    let proxy = tls_listener_proxy(
-        dir.path(),
-        &dns,
-        &listener_ca,
-        &client_ca,
-        SocketAddr::new(lo(4), up_port),
-    );
     for version in TlsVersion::ALL {
         let out = py_tls_call(
             LOCALHOST,
-            proxy.conf.tls.unwrap(),
+            lab.proxy.conf.tls.unwrap(),
             PROXY_NAME,
-            &listener_ca,
+            &lab.listener_ca,
             Some(&forged),
             version,
             "+14155550100",
@@ -682,10 +655,10 @@ fn a_client_certificate_naming_the_fqdn_from_an_untrusted_ca_is_refused() {
         assert!(out.responses().is_empty(), "{version:?}: {out:?}");
     }
     let cfg = tls::client_config(
-        &listener_ca.cert_pem,
+        &lab.listener_ca.cert_pem,
         Some((forged.cert_pem.as_str(), forged.key_pem.as_str())),
     );
-    let addr = proxy.conf.tls.unwrap();
+    let addr = lab.proxy.conf.tls.unwrap();
     let rustls_out = rt().block_on(async {
         let Ok(s) = tls::connect(LOCALHOST, addr, PROXY_NAME, cfg).await else {
             return None;
@@ -701,10 +674,11 @@ fn a_client_certificate_naming_the_fqdn_from_an_untrusted_ca_is_refused() {
             .final_status
     });
     assert_eq!(rustls_out, None);
-    let up = upstream.stop();
+    let up = lab.upstream.stop();
     assert!(up.received().is_empty(), "{}", up.summary());
     assert_eq!(
-        proxy.counter("vsip_calls_total", &[("direction", "outbound")]),
+        lab.proxy
+            .counter("vsip_calls_total", &[("direction", "outbound")]),
         0.0
     );
 }

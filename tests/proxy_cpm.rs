@@ -136,12 +136,7 @@ fn in_dialog_requests_do_not_count_against_the_quota() {
         .run()
         .assert_all_ok(3);
     sbc.wait().assert_all_ok(3);
-    let uac = Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
-        .subst("__EXPECTED__", "503")
-        .service(NUMBER)
-        .run();
-    uac.assert_all_ok(1);
-    assert!(uac.received_responses(503)[0].has("retry-after"));
+    assert_throttled(proxy.sip_addr(), LOCALHOST, NUMBER);
     assert_eq!(
         proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),
         1.0
@@ -182,17 +177,7 @@ fn quota_counts_both_directions() {
     upstream.wait().assert_all_ok(1);
 
     for (from, number) in [(lo(2), "+14155550100"), (lo(4), NUMBER)] {
-        let r = Sipp::uac("uac_expect_status.xml", proxy.sip_addr())
-            .local_ip(from)
-            .subst("__EXPECTED__", "503")
-            .service(number)
-            .run();
-        r.assert_all_ok(1);
-        assert!(
-            r.received_responses(503)[0].has("retry-after"),
-            "{}",
-            r.summary()
-        );
+        assert_throttled(proxy.sip_addr(), from, number);
     }
     assert_eq!(
         proxy.counter("vsip_cpm_throttled_total", &[("trunk", TRUNK)]),

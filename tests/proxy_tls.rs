@@ -348,35 +348,61 @@ fn tls_server_name_overrides_the_fqdn_for_verification() {
     assert_eq!(sbc.log.count("INVITE"), 1);
 }
 
+/// A proxy with a TLS listener (server cert for PROXY_NAME from
+/// `listener_ca`, no client CA) whose trunk's SBC is a SIPp UAS at
+/// 127.0.0.2 over TCP; the carrier is the upstream host, 127.0.0.1.
+struct CarrierTlsLab {
+    listener_ca: Ca,
+    proxy: ProxyProcess,
+    sbc: SippRun,
+    sbc_port: u16,
+    _dns: Dns,
+    _dir: tempfile::TempDir,
+}
+
+impl CarrierTlsLab {
+    fn start() -> CarrierTlsLab {
+        require_sipp();
+        let dir = tempfile::tempdir().unwrap();
+        let listener_ca = Ca::new("vsip listener CA");
+        let (cert, key) = listener_ca
+            .issue(&[PROXY_NAME])
+            .write(dir.path(), "listener");
+        let sbc_port = free_port_on(&[lo(2)]);
+        let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+        let mut conf = ProxyConf::new(&dns);
+        conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
+        conf.tls_cert = Some((cert, key));
+        conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
+        let mut t = TrunkConf::tcp(TRUNK, FQDN, sbc_port, &[NUMBER]);
+        t.trunk_sid = "TSacme0001".into();
+        conf.trunks.push(t);
+        let proxy = ProxyProcess::start(conf);
+        let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), sbc_port).spawn();
+        CarrierTlsLab {
+            listener_ca,
+            proxy,
+            sbc,
+            sbc_port,
+            _dns: dns,
+            _dir: dir,
+        }
+    }
+}
+
 #[test]
 fn carrier_calling_in_over_the_tls_listener_reaches_the_sbc() {
     // Inbound over TLS: the carrier (upstream host 127.0.0.1) connects to the
     // proxy's TLS listener without a client certificate; the call goes to
     // the trunk's SBC over TCP and completes over the same TLS connection.
-    require_sipp();
-    let dir = tempfile::tempdir().unwrap();
-    let listener_ca = Ca::new("vsip listener CA");
-    let (cert, key) = listener_ca
-        .issue(&[PROXY_NAME])
-        .write(dir.path(), "listener");
-    let sbc_port = free_port_on(&[lo(2)]);
-    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
-    let mut conf = ProxyConf::new(&dns);
-    conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
-    conf.tls_cert = Some((cert, key));
-    conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
-    let mut t = TrunkConf::tcp(TRUNK, FQDN, sbc_port, &[NUMBER]);
-    t.trunk_sid = "TSacme0001".into();
-    conf.trunks.push(t);
-    let proxy = ProxyProcess::start(conf);
-    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), sbc_port).spawn();
-    let addr = proxy.conf.tls.unwrap();
+    let lab = CarrierTlsLab::start();
+    let addr = lab.proxy.conf.tls.unwrap();
     let out = rt().block_on(async {
         let s = tls::connect(
             LOCALHOST,
             addr,
             PROXY_NAME,
-            tls::client_config(&listener_ca.cert_pem, None),
+            tls::client_config(&lab.listener_ca.cert_pem, None),
         )
         .await
         .expect("TLS to the proxy listener");
@@ -394,7 +420,8 @@ fn carrier_calling_in_over_the_tls_listener_reaches_the_sbc() {
     });
     assert_eq!(out.final_status, Some(200), "{out:?}");
     assert_eq!(out.bye_status, Some(200), "{out:?}");
-    let sbc = sbc.wait();
+    let sbc_port = lab.sbc_port;
+    let sbc = lab.sbc.wait();
     sbc.assert_all_ok(1);
     let inv = only_request(&sbc, "INVITE");
     assert_eq!(
@@ -564,40 +591,19 @@ fn the_proxy_presents_its_client_certificate_to_an_openssl_sbc_requiring_mtls() 
 fn an_openssl_carrier_calls_in_over_the_tls_listener() {
     // The carrier (the upstream host, 127.0.0.1) connects to the proxy's TLS
     // listener without a client certificate; the call reaches the SBC over TCP.
-    require_sipp();
     for version in TlsVersion::ALL {
-        let dir = tempfile::tempdir().unwrap();
-        let listener_ca = Ca::new("vsip listener CA");
-        let (cert, key) = listener_ca
-            .issue(&[PROXY_NAME])
-            .write(dir.path(), "listener");
-        let sbc_port = free_port_on(&[lo(2)]);
-        let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
-        let mut conf = ProxyConf::new(&dns);
-        conf.tls = Some(SocketAddr::new(LOCALHOST, free_port()));
-        conf.tls_cert = Some((cert, key));
-        conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
-        conf.trunks
-            .push(TrunkConf::tcp(TRUNK, FQDN, sbc_port, &[NUMBER]));
-        let proxy = ProxyProcess::start(conf);
-        let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), sbc_port).spawn();
+        let lab = CarrierTlsLab::start();
         let out = py_tls_call(
             LOCALHOST,
-            proxy.conf.tls.unwrap(),
+            lab.proxy.conf.tls.unwrap(),
             PROXY_NAME,
-            &listener_ca,
+            &lab.listener_ca,
             None,
             version,
             NUMBER,
         );
-        assert_eq!(
-            out.version.as_deref(),
-            Some(version.openssl_name()),
-            "{out:?}"
-        );
-        assert_eq!(out.final_status, Some(200), "{out:?}");
-        assert_eq!(out.bye_status, Some(200), "{out:?}");
-        sbc.wait().assert_all_ok(1);
+        out.assert_completed(version);
+        lab.sbc.wait().assert_all_ok(1);
     }
 }
 
@@ -614,13 +620,7 @@ fn an_openssl_trunk_with_a_client_certificate_naming_its_fqdn_calls_out() {
             version,
             "+14155550100",
         );
-        assert_eq!(
-            out.version.as_deref(),
-            Some(version.openssl_name()),
-            "{out:?}"
-        );
-        assert_eq!(out.final_status, Some(200), "{out:?}");
-        assert_eq!(out.bye_status, Some(200), "{out:?}");
+        out.assert_completed(version);
         let up = lab.upstream.wait();
         up.assert_all_ok(1);
         let inv = only_request(&up, "INVITE");

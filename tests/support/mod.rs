@@ -1457,6 +1457,22 @@ pub fn inbound_proxy(dns: &Dns, port: u16, tweak: impl FnOnce(&mut TrunkConf)) -
     ProxyProcess::start(conf)
 }
 
+/// A SIPp call from `from` to `number` through `proxy` that the quota must
+/// refuse: a 503 with Retry-After.
+pub fn assert_throttled(proxy: SocketAddr, from: IpAddr, number: &str) {
+    let r = Sipp::uac("uac_expect_status.xml", proxy)
+        .local_ip(from)
+        .subst("__EXPECTED__", "503")
+        .service(number)
+        .run();
+    r.assert_all_ok(1);
+    assert!(
+        r.received_responses(503)[0].has("retry-after"),
+        "a quota refusal without Retry-After\n{}",
+        r.summary()
+    );
+}
+
 /// The only request of `method` in a SIPp result, or a panic with context.
 pub fn only_request(r: &SippResult, method: &str) -> sip::Msg {
     let v = r.received_requests(method);

@@ -233,6 +233,17 @@ impl PyCall {
             .collect()
     }
 
+    /// The call went through over `version`: answered 200, hung up with 200.
+    pub fn assert_completed(&self, version: TlsVersion) {
+        assert_eq!(
+            self.version.as_deref(),
+            Some(version.openssl_name()),
+            "{self:?}"
+        );
+        assert_eq!(self.final_status, Some(200), "{self:?}");
+        assert_eq!(self.bye_status, Some(200), "{self:?}");
+    }
+
     pub fn handshake_failed(&self) -> bool {
         self.events.iter().any(|e| e["event"] == "handshake_failed")
     }

@@ -19,7 +19,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-calls-check.XXXXXX")"
 STATE="$WORK/cluster"
 PIDS=()
 CHECK_NAME=calls-check
-source "$ROOT/e2e/lib.sh"
+source "$ROOT/scripts/lib.sh"
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null

@@ -26,15 +26,13 @@ STATE="$WORK/cluster"
 PASSED=0; FAILED=0
 PIDS=()
 
-say()  { printf '[chart-check %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+CHECK_NAME=chart-check
+# say, check, free_port, sa_kubeconfig
+# shellcheck source=../scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+# Results that are not a command's: counted like check's.
 pass() { PASSED=$((PASSED + 1)); printf 'PASS: %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf 'FAIL: %s\n' "$*"; }
-# check "what" cmd...: PASS when cmd succeeds; on failure its output is shown.
-check() {
-  local what="$1"; shift
-  local out
-  if out="$("$@" 2>&1)"; then pass "$what"; else fail "$what"; printf '%s\n' "$out" | tail -n 15 | sed 's/^/    /'; fi
-}
 
 finish() {
   local rc=$?
@@ -54,10 +52,6 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-    || echo $((20000 + RANDOM % 20000))
-}
 # Kinds in a multi-document YAML stream, sorted, one a line (also proves it parses).
 kinds() { yq -r 'select(. != null) | .kind' | sort; }
 
@@ -83,7 +77,9 @@ helm template vsip-operator "$CHART" -n vsip-system \
   --set monitoring.serviceMonitor.enabled=true --set monitoring.prometheusRule.enabled=true \
   --set fleet.listenerCertificateSecret=vsip-listener-tls --set 'fleet.upstream=sip:carrier.example.net:5060;transport=tcp' \
   --set 'operator.watchNamespaces={acme,globex}' --set 'operator.dnsNameservers={10.0.0.10:53}' \
-  --set fleet.service.type=LoadBalancer --set fleet.image.pullPolicy=Always >"$WORK/full.yaml" 2>>"$WORK/template.err"
+  --set fleet.service.type=LoadBalancer --set fleet.image.pullPolicy=Always \
+  --set fleet.service.nodePorts.tcp=30570 --set fleet.advertise.host=sip.example.net \
+  --set fleet.advertise.ports.tcp=5070 --set fleet.advertise.ports.tls=443 >"$WORK/full.yaml" 2>>"$WORK/template.err"
 got="$(kinds <"$WORK/full.yaml" | tr '\n' ' ')"
 check "helm template (monitoring on) renders PodMonitor, PrometheusRule, ServiceMonitor" \
   bash -c "grep -q 'PodMonitor PrometheusRule' <<<'$got' && grep -q ServiceMonitor <<<'$got'"
@@ -102,7 +98,10 @@ flags_ok() {
   grep -qx -- '--listener-cert-secret=vsip-listener-tls' <<<"$args" &&
   grep -qx -- '--namespaces=acme,globex' <<<"$args" &&
   grep -qx -- '--proxy-image=ghcr.io/vsip/vsip:0.1.0' <<<"$args" &&
-  grep -qx -- '--owner-deployment=vsip-operator' <<<"$args"
+  grep -qx -- '--owner-deployment=vsip-operator' <<<"$args" &&
+  grep -qx -- '--service-node-port-tcp=30570' <<<"$args" &&
+  grep -qx -- '--advertise-host=sip.example.net' <<<"$args" &&
+  grep -qx -- '--advertise-tcp-port=5070' <<<"$args" && grep -qx -- '--advertise-tls-port=443' <<<"$args"
 }
 check "operator args map values onto real OperatorArgs flags" flags_ok
 
@@ -139,6 +138,14 @@ schema_refuses() {
 check "values.schema.json refuses fleet.service.type=Foo" schema_refuses --set fleet.service.type=Foo
 check "values.schema.json refuses operator.replicas=0" schema_refuses --set operator.replicas=0
 check "values.schema.json refuses an unknown key (fleet.replica)" schema_refuses --set fleet.replica=3
+check "values.schema.json refuses fleet.advertise.ports.tcp=0" schema_refuses --set fleet.advertise.ports.tcp=0
+# NodePort: the node ports are what carriers reach, so they are advertised unless set apart.
+nodeport_advertised() {
+  helm template x "$CHART" --set fleet.service.type=NodePort --set fleet.service.nodePorts.tcp=30570 \
+    --set fleet.advertise.host=192.0.2.2 | yq -r 'select(.kind=="Deployment") | .spec.template.spec.containers[0].args[]' \
+    | grep -x -e '--advertise-tcp-port=30570' -e '--service-node-port-tcp=30570' -e '--advertise-host=192.0.2.2' | wc -l | grep -qx 3
+}
+check "NodePort with fixed node ports: the node ports are advertised (--advertise-tcp-port)" nodeport_advertised
 check "kubectl kustomize config/default renders" bash -c "kubectl kustomize config/default >'$WORK/default-kustomize.yaml'"
 got="$(kinds <"$WORK/default-kustomize.yaml" | tr '\n' ' ' | sed 's/ $//')"
 check "config/default: namespace, CRD, RBAC, operator ($got)" \
@@ -275,12 +282,8 @@ if [ -z "$VSIP_BIN" ]; then
 fi
 if [ -n "$VSIP_BIN" ] && [ -x "$VSIP_BIN" ]; then
   say "running $VSIP_BIN operator with the chart's ServiceAccount token"
-  token="$(kubectl -n "$NS" create token vsip-operator --duration=1h)"
-  server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
   KC="$WORK/operator.kubeconfig"
-  kubectl config view --minify --raw -o json \
-    | jq --arg t "$token" '.users = [{name: "op", user: {token: $t}}] | .contexts[0].context.user = "op"' >"$KC.json"
-  yq -y . "$KC.json" >"$KC"
+  sa_kubeconfig vsip-operator "$KC" "$NS"
   DNS_PORT="$(free_port)"; OP_PORT="$(free_port)"
   cat >"$WORK/dns-records.yaml" <<'EOF'
 records:

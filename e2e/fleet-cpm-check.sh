@@ -21,7 +21,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-fleet-cpm.XXXXXX")"
 STATE="$WORK/cluster"
 PIDS=()
 CHECK_NAME=fleet-cpm
-source "$ROOT/e2e/lib.sh"
+source "$ROOT/scripts/lib.sh"
 QUOTA=200
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done

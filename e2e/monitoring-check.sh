@@ -34,7 +34,7 @@ done
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-monitoring-check.XXXXXX")"
 PIDS=()
 CHECK_NAME=monitoring-check
-source "$ROOT/e2e/lib.sh"
+source "$ROOT/scripts/lib.sh"
 cleanup() {
   # The lab DNS server may be stopped (SIGSTOP: the hung resolver); SIGCONT lets SIGTERM in.
   for p in "${PIDS[@]}"; do [ -n "$p" ] && { kill -CONT "$p"; kill "$p"; } 2>/dev/null; done

@@ -16,7 +16,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/vsip-operator-check.XXXXXX")"
 STATE="$WORK/cluster"
 PIDS=()
 CHECK_NAME=operator-check
-source "$ROOT/e2e/lib.sh"
+source "$ROOT/scripts/lib.sh"
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   # Before `wait`: the restarted kube-apiserver is a child of this shell too.

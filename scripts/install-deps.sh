@@ -2,8 +2,10 @@
 # Installs what the tests and demos need on a fresh Debian machine: sipp
 # (sip-tester), Knot DNS (knot: the independent DNS server of the DNS and
 # failover tests), python3 (its ssl module is the OpenSSL TLS peer of the TLS
-# tests), the tools of the end-to-end checks (jq, yq, lua, curl), and Prometheus
-# (promtool tests the alert rules; e2e/monitoring-check.sh runs a real server).
+# tests), the tools of the end-to-end checks (jq, yq, lua, curl), Prometheus
+# (promtool tests the alert rules; e2e/monitoring-check.sh runs a real server), and what the
+# image build and the local cluster's node need (buildah, debootstrap, runc, CNI plugins,
+# nftables, iptables).
 # Kubernetes binaries and helm are built from Go modules by e2e/cluster/build.sh.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -18,6 +20,17 @@ command -v jq >/dev/null || need+=(jq)
 command -v yq >/dev/null || need+=(yq)
 command -v lua5.4 >/dev/null || need+=(lua5.4)
 command -v flock >/dev/null || need+=(util-linux)
+# The image (make image: buildah, debootstrap for the local base images, objcopy) and the
+# node of the local cluster (runc, CNI plugins, nftables for kube-proxy, iptables for the
+# kubelet and the bridge plugin, ip for the test hosts' network namespaces).
+command -v buildah >/dev/null || need+=(buildah)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v objcopy >/dev/null || need+=(binutils)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v nft >/dev/null || need+=(nftables)
+command -v iptables >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
 # Prometheus without its recommends (node-exporter, which a systemd host would start).
 norec=()
 command -v promtool >/dev/null || norec+=(prometheus)

@@ -654,14 +654,17 @@ fn a_connection_per_call_carrier_is_served() {
     sbc.wait().assert_all_ok(10);
 }
 
+/// What a proxy behind a Service says: the host and port carriers and SBCs reach (a node's
+/// address and the NodePort here), not the pod's address and the container port.
 #[test]
-fn advertise_sets_the_host_in_via_and_record_route() {
+fn advertise_sets_the_host_and_port_in_via_and_record_route() {
     require_sipp();
     let port = free_port_on(&[lo(2)]);
     let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
     let mut conf = ProxyConf::new(&dns);
     conf.upstream = Some("sip:127.0.0.1:5060;transport=tcp".into());
     conf.advertise = Some("sbc-edge.vsip-test.example".into());
+    conf.advertise_tcp_port = Some(30570);
     conf.trunks
         .push(TrunkConf::tcp("acme/acme-mumbai", FQDN, port, &[NUMBER]));
     let proxy = ProxyProcess::start(conf);
@@ -673,10 +676,15 @@ fn advertise_sets_the_host_in_via_and_record_route() {
     let inv = only_request(&sbc.wait(), "INVITE");
     let top_via = &inv.header_values("via")[0];
     assert!(
-        top_via.contains("sbc-edge.vsip-test.example"),
-        "proxy Via should carry the advertised host: {top_via}"
+        top_via.starts_with("SIP/2.0/TCP sbc-edge.vsip-test.example:30570;"),
+        "proxy Via should carry the advertised host and port: {top_via}"
     );
-    for rr in inv.header_values("record-route") {
-        assert_eq!(uri_host(&uri_of(&rr)), "sbc-edge.vsip-test.example", "{rr}");
+    let rrs = inv.header_values("record-route");
+    assert_eq!(rrs.len(), 2, "{rrs:?}");
+    for rr in rrs {
+        assert!(
+            uri_of(&rr).starts_with("sip:sbc-edge.vsip-test.example:30570;"),
+            "Record-Route should carry the advertised host and port: {rr}"
+        );
     }
 }

@@ -55,6 +55,30 @@ stop() {
     fi
   done
 }
+# The node (node-lib.sh) first, when this cluster holds the machine's node slot: controllers
+# and scheduler stop so that nothing is recreated, the pods are deleted while the kubelet
+# still runs (it stops their containers and sandboxes: CNI DEL releases their addresses and
+# rules), then kube-proxy, the kubelet and containerd stop and node_cleanup removes whatever
+# is left (shims, pods' processes, mounts, bridge, rules, cgroups, sysctls, dirs).
+# shellcheck source=node-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/node-lib.sh"
+if [ "$(cat "$NODE_RUN/owner" 2>/dev/null)" = "$STATE" ]; then
+  stop kube-scheduler kube-controller-manager
+  if ours kubelet >/dev/null && ours kube-apiserver >/dev/null; then
+    KC=("$K8S_BIN/kubectl" --kubeconfig="$STATE/kubeconfig" --request-timeout=10s)
+    "${KC[@]}" delete pods --all -A --grace-period=5 --wait=false >/dev/null 2>&1
+    deadline=$(( $(date +%s) + 60 ))
+    while [ -n "$("${KC[@]}" get pods -A -o name 2>/dev/null)" ] && [ "$(date +%s)" -lt "$deadline" ]; do
+      sleep 1
+    done
+    left="$("${KC[@]}" get pods -A -o name 2>/dev/null)"
+    [ -z "$left" ] || log "pods left after 60 s (removed by force): $(tr '\n' ' ' <<<"$left")"
+  fi
+  stop kube-proxy kubelet
+  stop containerd
+  node_cleanup "$STATE"
+  log "node removed"
+fi
 # Clients of the apiserver first, then the apiserver, then its storage.
 stop kube-scheduler kube-controller-manager
 stop kube-apiserver

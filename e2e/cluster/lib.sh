@@ -10,3 +10,15 @@ K8S_BIN="$K8S_CACHE/bin"
 
 log() { printf '[cluster %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+# cluster_alive STATE_DIR: does a process of the cluster in STATE_DIR still run? (Its pid
+# files, checked against the process's command line, which names the state dir.)
+cluster_alive() {
+  local f pid
+  for f in "$1"/pids/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f" 2>/dev/null)"
+    [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$1" && return 0
+  done
+  return 1
+}

@@ -11,12 +11,19 @@
 #
 # Env: VSIP_CLUSTER_TIMEOUT (seconds, default 180) for the readiness wait.
 #      VSIP_SERVICE_CIDR (default 10.96.0.0/16).
-# No kubelet: pods are accepted and scheduled nowhere; everything API-side
-# (RBAC, TokenRequest, CRDs + CEL, admission, garbage collection) works.
+#      VSIP_CLUSTER_NODE=1 (or the argument --node): also one node that runs pods
+#        (containerd, kubelet, kube-proxy: e2e/cluster/node-lib.sh; one such node per
+#        machine). Without it there is no kubelet: pods are accepted and scheduled
+#        nowhere; everything API-side (RBAC, TokenRequest, CRDs + CEL, admission, garbage
+#        collection) works.
+#      VSIP_NODE_IMAGES: image archives (docker-archive, space-separated) imported into the
+#        node's containerd (default: the last `make image`, if any).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+NODE="${VSIP_CLUSTER_NODE:-0}"
+if [ "${1:-}" = --node ]; then NODE=1; shift; fi
 TIMEOUT="${VSIP_CLUSTER_TIMEOUT:-180}"
 SERVICE_CIDR="${VSIP_SERVICE_CIDR:-10.96.0.0/16}"
 SERVICE_IP="${VSIP_SERVICE_IP:-10.96.0.1}" # first IP of SERVICE_CIDR
@@ -25,7 +32,16 @@ for t in openssl curl flock setsid; do
 done
 
 # Binaries (fast no-op when cached).
-"$CLUSTER_DIR/build.sh" >&2
+if [ "$NODE" = 1 ]; then "$CLUSTER_DIR/build.sh" >&2; else "$CLUSTER_DIR/build.sh" kubernetes etcd helm >&2; fi
+# The node's address: the API server listens there so that pods reach it through the
+# `kubernetes` Service (a loopback address cannot be a Service endpoint).
+API_HOST=127.0.0.1
+if [ "$NODE" = 1 ]; then
+  # shellcheck source=node-lib.sh
+  source "$CLUSTER_DIR/node-lib.sh"
+  NODE_IP="$(node_ip)" || die "no IPv4 address on the default route's interface (set VSIP_NODE_IP)"
+  API_HOST="$NODE_IP"
+fi
 
 if [ -n "${1:-}" ]; then
   STATE="$1"; mkdir -p "$STATE"; STATE="$(cd "$STATE" && pwd)"
@@ -53,6 +69,9 @@ cleanup_on_error() {
 }
 trap cleanup_on_error EXIT
 trap 'exit 130' INT TERM HUP
+# One node per machine (its bridge, nftables tables and cgroups have fixed names): take the
+# machine's node slot now, so that a second cluster with a node fails here, not half-way.
+if [ "$NODE" = 1 ]; then node_claim "$STATE" || die "$(node_owner_message)"; fi
 
 # ------------------------------------------------------------------ ports
 # Random ports below the ephemeral range, checked free; a per-port lock file
@@ -60,12 +79,7 @@ trap 'exit 130' INT TERM HUP
 PORT_LOCKS="$VSIP_CACHE/cluster-ports"; mkdir -p "$PORT_LOCKS"
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 owner_alive() { # STATE_DIR: any of its processes still running?
-  local f pid
-  for f in "$1"/pids/*.pid; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f" 2>/dev/null)"
-    [ -n "$pid" ] && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF "$1" && return 0
-  done
+  cluster_alive "$1" && return 0
   # A run still starting (no pids yet) owns its ports for 10 minutes.
   [ -d "$1/pids" ] && [ -z "$(find "$1/pids" -maxdepth 0 -mmin +10 2>/dev/null)" ] && return 0
   return 1
@@ -99,9 +113,11 @@ ETCD_PEER_PORT=$ETCD_PEER_PORT
 API_PORT=$API_PORT
 KCM_PORT=$KCM_PORT
 SCHED_PORT=$SCHED_PORT
-SERVER=https://127.0.0.1:$API_PORT
+SERVER=https://$API_HOST:$API_PORT
 KUBECONFIG=$STATE/kubeconfig
+NODE=$NODE
 EOF
+[ "$NODE" = 1 ] && echo "NODE_IP=$NODE_IP" >>"$STATE/cluster.env"
 log "ports: etcd=$ETCD_PORT apiserver=$API_PORT controller-manager=$KCM_PORT scheduler=$SCHED_PORT"
 
 # ------------------------------------------------------------------- PKI
@@ -125,7 +141,7 @@ CLIENT_EXT=$'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEn
 sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP${NODE_IP:+,IP:$NODE_IP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 sign admin "/O=system:masters/CN=vsip-admin" "$CLIENT_EXT"
 sign controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
 sign scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
@@ -147,7 +163,7 @@ kind: Config
 clusters:
 - name: vsip-e2e
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$API_HOST:$API_PORT
     certificate-authority-data: $(b64 "$PKI/ca.crt")
 users:
 - name: $2
@@ -198,10 +214,22 @@ start etcd "$K8S_BIN/etcd" --name=vsip-e2e --data-dir="$STATE/etcd" \
 etcd_ready() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
 wait_for "etcd" etcd_ready
 
+# Without a node: loopback only, and no endpoints for the `kubernetes` Service (v1.37
+# refuses a loopback address there). With one: the node's address, the default endpoint
+# reconciler (pods reach 10.96.0.1:443), and the kubelet's API (logs, exec) by InternalIP.
+if [ "$NODE" = 1 ]; then
+  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$CLIENT_EXT"
+  API_NET=(--bind-address="$NODE_IP" --advertise-address="$NODE_IP"
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt"
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority="$PKI/ca.crt"
+    --kubelet-preferred-address-types=InternalIP)
+else
+  API_NET=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
+fi
 start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
-  --endpoint-reconciler-type=none \
+  "${API_NET[@]}" --secure-port="$API_PORT" \
   --cert-dir="$STATE/run" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
@@ -236,6 +264,7 @@ start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
   --service-cluster-ip-range="$SERVICE_CIDR" \
   --controllers='*' \
+  --flex-volume-plugin-dir="$STATE/run/flexvolume" \
   --profiling=false \
   --v=1
 start kube-scheduler "$K8S_BIN/kube-scheduler" \
@@ -251,10 +280,14 @@ wait_for "kube-controller-manager /healthz" curl -fsSk "https://127.0.0.1:$KCM_P
 wait_for "kube-scheduler /readyz" curl -fsSk "https://127.0.0.1:$SCHED_PORT/readyz"
 wait_for "namespace default" "${KC[@]}" get namespace default
 wait_for "serviceaccount default/default" "${KC[@]}" -n default get serviceaccount default
+if [ "$NODE" = 1 ]; then
+  # containerd, kubelet, kube-proxy; returns when the node is Ready.
+  node_up
+fi
 
 trap - EXIT
 mkdir -p "$VSIP_CACHE/clusters"
 ln -sfn "$STATE" "$VSIP_CACHE/clusters/last"
-log "cluster up in $(( $(date +%s) - T0 ))s: Kubernetes $K8S_VERSION at https://127.0.0.1:$API_PORT"
+log "cluster up in $(( $(date +%s) - T0 ))s: Kubernetes $K8S_VERSION at https://$API_HOST:$API_PORT${NODE_IP:+, node $NODE_NAME ($NODE_IP) Ready}"
 log "stop it with: e2e/cluster/down.sh $STATE   (or: make cluster-down)"
 echo "export KUBECONFIG=$STATE/kubeconfig"

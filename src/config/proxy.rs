@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Duration, FieldError, VirtualSipTrunkSpec, check_spec};
+use super::{Duration, FieldError, Transport, VirtualSipTrunkSpec, check_spec};
 
 pub const DEFAULT_HEADER_PREFIX: &str = "X-Exotel-";
 
@@ -25,6 +25,11 @@ pub struct ProxyConfig {
     /// Host (or IP) this proxy puts in Via and Record-Route; default: the socket's local address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertise: Option<String>,
+    /// Ports this proxy puts in Via and Record-Route, per transport; default: the listener's.
+    /// Behind a Service that maps ports (a NodePort, a load balancer's 443 → 5061) carriers
+    /// and SBCs reach the proxy on the mapped port, not on the container's.
+    #[serde(default, skip_serializing_if = "TransportPorts::is_empty")]
+    pub advertise_ports: TransportPorts,
     #[serde(default = "default_header_prefix")]
     pub header_prefix: String,
     #[serde(default)]
@@ -45,10 +50,35 @@ impl Default for ProxyConfig {
             upstream: None,
             signaling_domain: String::new(),
             advertise: None,
+            advertise_ports: TransportPorts::default(),
             header_prefix: default_header_prefix(),
             dns: DnsConfig::default(),
             revision: None,
             trunks: Vec::new(),
+        }
+    }
+}
+
+/// A port per SIP transport (`advertisePorts`; `None` = the listener's port).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportPorts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<u16>,
+}
+
+impl TransportPorts {
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_none() && self.tls.is_none()
+    }
+
+    /// The port to advertise for `transport`, if one is configured.
+    pub fn get(&self, transport: Transport) -> Option<u16> {
+        match transport {
+            Transport::Tcp => self.tcp,
+            Transport::Tls => self.tls,
         }
     }
 }
@@ -252,6 +282,17 @@ impl ProxyConfig {
                 message: format!("{up:?} is not a usable SIP URI: {e}"),
             });
         }
+        for (name, port) in [
+            ("tcp", self.advertise_ports.tcp),
+            ("tls", self.advertise_ports.tls),
+        ] {
+            if port == Some(0) {
+                errors.push(FieldError {
+                    path: format!("advertisePorts.{name}"),
+                    message: "must be a port number (1-65535)".into(),
+                });
+            }
+        }
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut sids: HashMap<&str, usize> = HashMap::new();
         let mut numbers: HashMap<&str, usize> = HashMap::new();
@@ -328,6 +369,7 @@ fn unknown_key_paths(text: &str, config: &ProxyConfig) -> Vec<String> {
         upstream: config.upstream.clone(),
         signaling_domain: config.signaling_domain.clone(),
         advertise: config.advertise.clone(),
+        advertise_ports: config.advertise_ports,
         header_prefix: config.header_prefix.clone(),
         dns: config.dns.clone(),
         revision: config.revision.clone(),
@@ -594,6 +636,39 @@ trunks:
         assert_eq!(t.spec.effective_port(), 5070);
         assert_eq!(c.header_prefix, "X-Exotel-");
         assert_eq!(c.dns.max_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn advertise_ports_per_transport() {
+        let c = ProxyConfig::from_yaml(&GOOD.replace(
+            "signalingDomain:",
+            "advertise: 192.0.2.2\nadvertisePorts: { tcp: 30570, tls: 30443 }\nsignalingDomain:",
+        ))
+        .expect("valid");
+        assert_eq!(c.advertise.as_deref(), Some("192.0.2.2"));
+        assert_eq!(c.advertise_ports.get(Transport::Tcp), Some(30570));
+        assert_eq!(c.advertise_ports.get(Transport::Tls), Some(30443));
+        // Round trip (the operator renders it, the proxy reads it); absent = not written.
+        assert_eq!(ProxyConfig::from_yaml(&c.to_yaml()).expect("valid"), c);
+        let plain = ProxyConfig::from_yaml(GOOD).expect("valid");
+        assert!(plain.advertise_ports.is_empty());
+        assert!(!plain.to_yaml().contains("advertisePorts"));
+    }
+
+    #[test]
+    fn bad_advertise_ports_are_refused_with_their_path() {
+        let zero = GOOD.replace(
+            "signalingDomain:",
+            "advertisePorts: { tcp: 0 }\nsignalingDomain:",
+        );
+        let e = ProxyConfig::from_yaml(&zero).unwrap_err();
+        assert!(e.to_string().contains("advertisePorts.tcp"), "{e}");
+        let typo = GOOD.replace(
+            "signalingDomain:",
+            "advertisePorts: { udp: 5060 }\nsignalingDomain:",
+        );
+        let e = ProxyConfig::from_yaml(&typo).unwrap_err();
+        assert!(e.to_string().contains("udp"), "{e}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{Error, FIELD_MANAGER, render::fnv1a_128};
-use crate::config::{CertificateFiles, ProxyConfig};
+use crate::config::{CertificateFiles, ProxyConfig, Transport, TransportPorts};
 
 /// The Secret holding the rendered configuration, and its key.
 pub const CONFIG_SECRET: &str = "vsip-proxy-config";
@@ -71,6 +71,21 @@ pub struct FleetSettings {
     /// Owner of every fleet object (the operator's Deployment, same namespace); `None` =
     /// unowned objects.
     pub owner: Option<OwnerReference>,
+    /// Where carriers and SBCs reach the fleet.
+    pub exposure: Exposure,
+}
+
+/// Where carriers and SBCs reach the proxies: the address and ports rendered into the
+/// proxies' Via and Record-Route (in-dialog requests come back there), and the Service's
+/// node ports when they are fixed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exposure {
+    /// Host or IP in Via and Record-Route; `None` = the pod's own address.
+    pub advertise_host: Option<String>,
+    /// Ports in Via and Record-Route, per transport; unset = the container's.
+    pub advertise_ports: TransportPorts,
+    /// Node ports of a NodePort or LoadBalancer Service; unset = allocated by Kubernetes.
+    pub node_ports: TransportPorts,
 }
 
 impl FleetSettings {
@@ -88,6 +103,7 @@ impl FleetSettings {
             listener_cert_secret: None,
             dns: Default::default(),
             owner: None,
+            exposure: Exposure::default(),
         }
     }
 
@@ -238,6 +254,10 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
+/// Startup probe of the proxies: every 2 s, up to 150 times (5 minutes).
+const STARTUP_PROBE_PERIOD: i32 = 2;
+const STARTUP_PROBE_FAILURES: i32 = 150;
+
 fn http_probe(path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -308,6 +328,14 @@ pub fn deployment(fleet: &FleetSettings) -> Deployment {
         ports: Some(ports),
         readiness_probe: Some(http_probe("/readyz", 5)),
         liveness_probe: Some(http_probe("/healthz", 10)),
+        // The admin port opens once the first configuration is read from the API server.
+        // Until then the startup probe holds the liveness probe back (up to 5 minutes)
+        // instead of letting the kubelet kill a proxy that is waiting (seen on the node:
+        // "Liveness probe failed: connection refused" while the config Secret was written).
+        startup_probe: Some(Probe {
+            failure_threshold: Some(STARTUP_PROBE_FAILURES),
+            ..http_probe("/healthz", STARTUP_PROBE_PERIOD)
+        }),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), Quantity("100m".into())),
@@ -394,11 +422,19 @@ pub fn deployment(fleet: &FleetSettings) -> Deployment {
 
 /// TCP 5070 and (with a listener certificate) TLS 443 → the container ports.
 pub fn service(fleet: &FleetSettings) -> Service {
+    let external = matches!(fleet.service_type.as_str(), "LoadBalancer" | "NodePort");
+    // A fixed node port only where the Service has node ports (a ClusterIP refuses one).
+    let node_port = |t: Transport| {
+        external
+            .then(|| fleet.exposure.node_ports.get(t).map(i32::from))
+            .flatten()
+    };
     let mut ports = vec![ServicePort {
         name: Some("sip-tcp".into()),
         port: i32::from(SIP_TCP_PORT),
         target_port: Some(IntOrString::String("sip-tcp".into())),
         protocol: Some("TCP".into()),
+        node_port: node_port(Transport::Tcp),
         ..Default::default()
     }];
     if fleet.listener_cert_secret.is_some() {
@@ -407,10 +443,10 @@ pub fn service(fleet: &FleetSettings) -> Service {
             port: i32::from(SIP_TLS_SERVICE_PORT),
             target_port: Some(IntOrString::String("sip-tls".into())),
             protocol: Some("TCP".into()),
+            node_port: node_port(Transport::Tls),
             ..Default::default()
         });
     }
-    let external = matches!(fleet.service_type.as_str(), "LoadBalancer" | "NodePort");
     Service {
         metadata: meta(PROXY_NAME, fleet),
         spec: Some(ServiceSpec {
@@ -543,6 +579,15 @@ mod tests {
             .filter_map(|p| p.name.clone())
             .collect();
         assert_eq!(names, ["sip-tcp", "sip-tls", "admin"]);
+        // Liveness only once started: a proxy waiting for its first configuration (the
+        // admin port still closed) gets 5 minutes before the kubelet may kill it.
+        let startup = c.startup_probe.as_ref().expect("startup probe");
+        let get = startup.http_get.as_ref().expect("httpGet");
+        assert_eq!(get.path.as_deref(), Some("/healthz"));
+        assert_eq!(get.port, IntOrString::String("admin".into()));
+        let patience =
+            startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3);
+        assert!(patience >= 300, "startup probe gives up after {patience}s");
     }
 
     #[test]
@@ -575,6 +620,34 @@ mod tests {
             ]
         );
         assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    }
+
+    #[test]
+    fn fixed_node_ports_only_where_the_service_has_node_ports() {
+        let mut fleet = FleetSettings::for_tests();
+        fleet.listener_cert_secret = Some("vsip-listener-tls".into());
+        fleet.exposure.node_ports = TransportPorts {
+            tcp: Some(30570),
+            tls: Some(30443),
+        };
+        let node_ports = |f: &FleetSettings| -> Vec<Option<i32>> {
+            let spec = service(f).spec.expect("spec");
+            spec.ports
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.node_port)
+                .collect()
+        };
+        fleet.service_type = "NodePort".into();
+        assert_eq!(node_ports(&fleet), [Some(30570), Some(30443)]);
+        fleet.service_type = "LoadBalancer".into();
+        assert_eq!(node_ports(&fleet), [Some(30570), Some(30443)]);
+        // A ClusterIP Service has no node ports: the API server would refuse one.
+        fleet.service_type = "ClusterIP".into();
+        assert_eq!(node_ports(&fleet), [None, None]);
+        fleet.service_type = "NodePort".into();
+        fleet.exposure.node_ports = TransportPorts::default();
+        assert_eq!(node_ports(&fleet), [None, None]);
     }
 
     #[test]

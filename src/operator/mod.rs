@@ -43,7 +43,7 @@ use tokio::sync::{Notify, watch};
 
 pub use error::{Error, Result};
 
-use crate::config::{DEFAULT_HEADER_PREFIX, DnsConfig};
+use crate::config::{DEFAULT_HEADER_PREFIX, DnsConfig, TransportPorts};
 use controller::{Context, RenderedState, SecretCache};
 use fleet::{FleetApplier, FleetSettings};
 
@@ -91,6 +91,46 @@ pub struct OperatorArgs {
     /// Boxed: keeps `vsip`'s subcommand enum small (clippy::large_enum_variant).
     #[command(flatten)]
     pub leadership: Box<LeadershipArgs>,
+    #[command(flatten)]
+    pub exposure: Box<ExposureArgs>,
+}
+
+/// Where carriers and SBCs reach the fleet: what the proxies advertise in Via and
+/// Record-Route (in-dialog requests are sent there), and the Service's fixed node ports.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ExposureArgs {
+    /// Host or IP the proxies put in Via and Record-Route: an address carriers and SBCs
+    /// reach (the Service's external address, a node's address). Default: the pod's address.
+    #[arg(long)]
+    pub advertise_host: Option<String>,
+    /// Port advertised for SIP over TCP (e.g. the Service's node port). Default: 5070.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub advertise_tcp_port: Option<u16>,
+    /// Port advertised for SIP over TLS (e.g. the Service's node port). Default: 5061.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub advertise_tls_port: Option<u16>,
+    /// Node port of the Service's SIP TCP port (NodePort, LoadBalancer). Default: allocated.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub service_node_port_tcp: Option<u16>,
+    /// Node port of the Service's SIP TLS port (NodePort, LoadBalancer). Default: allocated.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub service_node_port_tls: Option<u16>,
+}
+
+impl ExposureArgs {
+    pub fn exposure(&self) -> fleet::Exposure {
+        fleet::Exposure {
+            advertise_host: self.advertise_host.clone(),
+            advertise_ports: TransportPorts {
+                tcp: self.advertise_tcp_port,
+                tls: self.advertise_tls_port,
+            },
+            node_ports: TransportPorts {
+                tcp: self.service_node_port_tcp,
+                tls: self.service_node_port_tls,
+            },
+        }
+    }
 }
 
 /// Leader election, and the owner of what the operator writes in the fleet namespace.
@@ -162,6 +202,7 @@ impl OperatorArgs {
             },
             // Filled in by `run` from the API (`--owner-deployment`).
             owner: None,
+            exposure: self.exposure.exposure(),
         }
     }
 }

@@ -344,7 +344,8 @@ pub fn render(
         admin: Some(fleet.admin_listen()),
         upstream: fleet.upstream.clone(),
         signaling_domain: fleet.signaling_domain.clone(),
-        advertise: None,
+        advertise: fleet.exposure.advertise_host.clone(),
+        advertise_ports: fleet.exposure.advertise_ports,
         header_prefix: fleet.header_prefix.clone(),
         dns: fleet.dns.clone(),
         revision: None,
@@ -641,6 +642,28 @@ pub(crate) mod tests {
                 ))
             })
             .collect()
+    }
+
+    #[test]
+    fn exposure_is_rendered_as_the_proxies_advertised_address() {
+        use crate::config::{Transport, TransportPorts};
+        let plain = render(&many_trunks(1), &SecretLookup::new(), &fleet());
+        assert_eq!(plain.config.advertise, None);
+        assert!(plain.config.advertise_ports.is_empty());
+        let mut exposed = fleet();
+        exposed.exposure.advertise_host = Some("192.0.2.2".into());
+        exposed.exposure.advertise_ports = TransportPorts {
+            tcp: Some(30570),
+            tls: None,
+        };
+        let r = render(&many_trunks(1), &SecretLookup::new(), &exposed);
+        assert_eq!(r.config.advertise.as_deref(), Some("192.0.2.2"));
+        assert_eq!(r.config.advertise_ports.get(Transport::Tcp), Some(30570));
+        assert_eq!(r.config.advertise_ports.get(Transport::Tls), None);
+        // What the proxies read back from the Secret, and a new revision (they reload).
+        let data = config_secret_data(&r.config);
+        assert_eq!(config_from_secret_data(&data).expect("decodes"), r.config);
+        assert_ne!(r.config.revision, plain.config.revision);
     }
 
     #[test]

@@ -190,7 +190,11 @@ impl Core {
             Transport::Tls => self.listeners.tls.or(self.listeners.tcp),
             Transport::Tcp => self.listeners.tcp.or(self.listeners.tls),
         };
-        let port = listener.map(|l| l.port()).unwrap_or(conn.local.port());
+        let port = routes
+            .config
+            .advertise_ports
+            .get(transport)
+            .unwrap_or_else(|| listener.map(|l| l.port()).unwrap_or(conn.local.port()));
         let host = match &routes.config.advertise {
             Some(h) => h.clone(),
             None => {

@@ -446,6 +446,8 @@ pub struct ProxyConf {
     pub upstream: Option<String>,
     pub signaling_domain: String,
     pub advertise: Option<String>,
+    /// `advertisePorts.tcp`
+    pub advertise_tcp_port: Option<u16>,
     pub header_prefix: Option<String>,
     pub nameservers: Vec<SocketAddr>,
     pub max_ttl: String,
@@ -466,6 +468,7 @@ impl ProxyConf {
             upstream: None,
             signaling_domain: SIGNALING_DOMAIN.to_owned(),
             advertise: None,
+            advertise_tcp_port: None,
             header_prefix: None,
             nameservers: vec![dns.addr()],
             max_ttl: "60s".into(),
@@ -507,6 +510,9 @@ impl ProxyConf {
         let _ = writeln!(out, "signalingDomain: {}", q(&self.signaling_domain));
         if let Some(a) = &self.advertise {
             let _ = writeln!(out, "advertise: {}", q(a));
+        }
+        if let Some(p) = self.advertise_tcp_port {
+            let _ = writeln!(out, "advertisePorts:\n  tcp: {p}");
         }
         if let Some(p) = &self.header_prefix {
             let _ = writeln!(out, "headerPrefix: {}", q(p));

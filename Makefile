@@ -29,33 +29,44 @@ lint:
 layers:
 	$(CARGO) test --test layers
 
-# Every test: unit, integration (real SIPp, real DNS, real TLS) and end-to-end
-# (a real control plane built from the Kubernetes Go modules, helm, kubectl).
-test: deps lint test-rules
-	$(CARGO) build --bins
-	$(CARGO) test --all-targets -- --test-threads=2
-	$(MAKE) test-e2e
+# The end-to-end steps, in order. A check ends with a line "N passed, M failed" and
+# scripts/run-steps.sh adds them up; a build step (no such line) counts only when it
+# fails. A new check only needs adding here.
+E2E_STEPS := "bash e2e/cluster/build.sh" \
+  "bash e2e/cluster/smoke.sh" \
+  "bash e2e/chart-check.sh" \
+  "bash e2e/calls-check.sh" \
+  "bash e2e/monitoring-check.sh" \
+  "bash e2e/fleet-cpm-check.sh" \
+  "bash e2e/operator-check.sh" \
+  "bash scripts/image.sh" \
+  "bash e2e/node-check.sh"
+
+# Every test: lint, the alert rules, unit, integration (real SIPp, Knot DNS, TLS on
+# rustls and OpenSSL) and end-to-end (a real control plane built from the Kubernetes
+# Go modules, helm, kubectl). Every step runs; the last line is the totals across
+# cargo and every e2e check: "N passed, M failed".
+test: deps
+	bash scripts/run-steps.sh "$(CARGO) fmt --all -- --check" \
+	  "$(CARGO) clippy --all-targets -- -D warnings" \
+	  $(RULES_STEPS) \
+	  "$(CARGO) build --bins" \
+	  "$(CARGO) test --all-targets --no-fail-fast -- --test-threads=2" \
+	  $(E2E_STEPS)
 
 # Alert rules: one source (the chart's files/prometheus-rules.yaml), its generated
 # PrometheusRule copy up to date, and promtool unit tests (config/monitoring/tests/).
+RULES_STEPS = "bash scripts/gen-prometheusrule.sh --check" \
+  "promtool check rules charts/vsip-operator/files/prometheus-rules.yaml" \
+  "promtool test rules config/monitoring/tests/*.yaml"
 test-rules:
-	bash scripts/gen-prometheusrule.sh --check
-	promtool check rules charts/vsip-operator/files/prometheus-rules.yaml
-	promtool test rules config/monitoring/tests/*.yaml
+	bash scripts/run-steps.sh $(RULES_STEPS)
 
 rules:
 	bash scripts/gen-prometheusrule.sh
 
 test-e2e:
-	bash e2e/cluster/build.sh
-	bash e2e/cluster/smoke.sh
-	bash e2e/chart-check.sh
-	bash e2e/calls-check.sh
-	bash e2e/monitoring-check.sh
-	bash e2e/fleet-cpm-check.sh
-	bash e2e/operator-check.sh
-	bash scripts/image.sh
-	bash e2e/node-check.sh
+	bash scripts/run-steps.sh $(E2E_STEPS)
 
 # The image from the Dockerfile, built with buildah on local Debian base images (prints its
 # reference; docs/cluster.md). `image`: this host's build packed by the Dockerfile's

@@ -29,6 +29,7 @@ trap cleanup EXIT
 bg_sipp() { local out; out=$(sipp "$@" -bg -nostdin 2>&1 || true); PIDS+=("$(sed -n 's/.*PID=\[\([0-9]*\)\].*/\1/p' <<<"$out")"); }
 
 DNS_PORT=$(free_port); SBC_PORT=$(free_port); CARRIER_PORT=$(free_port); OP_ADMIN=$(free_port)
+PROXY_ADMIN=$(free_port)
 say "cluster up"
 bash e2e/cluster/up.sh "$STATE" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; echo "0 passed, 1 failed"; exit 1; }
 export KUBECONFIG="$STATE/kubeconfig"
@@ -73,7 +74,7 @@ sa_kubeconfig vsip-proxy "$KC"
 read_proxy_args
 say "proxy args from the rendered Deployment: ${proxy_args[*]}"
 KUBECONFIG="$KC" POD_NAME=proxy-e2e-0 POD_NAMESPACE=vsip-system POD_IP=127.0.0.1 "$VSIP" "${proxy_args[@]}" \
-  >"$WORK/proxy.log" 2>&1 & PROXY_PID=$!; PIDS+=("$PROXY_PID")
+  --admin "127.0.0.1:$PROXY_ADMIN" >"$WORK/proxy.log" 2>&1 & PROXY_PID=$!; PIDS+=("$PROXY_PID")
 
 cat >"$WORK/trunk.yaml" <<YAML
 apiVersion: vsip.io/v1alpha1
@@ -103,7 +104,19 @@ check "3 calls through the cluster-mode proxy reach the SBC at 127.0.0.2" calls 
 check "the SBC at 127.0.0.2 received 3 INVITEs with the trunk's SID" \
   bash -c "[ \$(grep -c '^INVITE ' '$WORK/sbc1.log') -eq 3 ] && grep -q '^X-Exotel-TrunkSid: TS' '$WORK/sbc1.log'"
 
-sed -i 's/127.0.0.2/127.0.0.3/' "$WORK/dns.yaml"; sleep 3
+# The A record moves (TTL 1 s). Promise: an answer is never used beyond its TTL, so once the
+# DNS server serves the new record and 1 s has passed since the proxy's last lookup (during
+# the calls above, which ended at $calls_done), every call goes to the new address.
+calls_done=$(date +%s.%N)
+reloads=$(grep -c 'records reloaded' "$WORK/dns.log" || true)
+sed -i 's/127.0.0.2/127.0.0.3/' "$WORK/dns.yaml"
+dns_reloaded() {
+  for _ in $(seq 100); do [ "$(grep -c 'records reloaded' "$WORK/dns.log" || true)" -gt "$reloads" ] && return 0; sleep 0.1; done
+  tail -n 5 "$WORK/dns.log"; return 1
+}
+check "the lab DNS server serves the changed record" dns_reloaded
+ttl_left=$(awk -v d="$calls_done" -v n="$(date +%s.%N)" 'BEGIN { l = d + 1 - n; print (l > 0 ? l : 0) }')
+sleep "$ttl_left"
 check "after the A record changes, 2 calls reach 127.0.0.3" calls 200 2
 check "the SBC at 127.0.0.3 received them" bash -c "[ \$(grep -c '^INVITE ' '$WORK/sbc2.log') -eq 2 ]"
 
@@ -123,7 +136,15 @@ check "suspended trunk: the call is answered 503" calls 503 1
 kubectl -n acme delete vst acme-mumbai >/dev/null
 gone() { for _ in $(seq 30); do ! kubectl -n vsip-system get secret vsip-proxy-config -o jsonpath='{.data.config\.yaml}' | base64 -d | grep -q acme-mumbai && return 0; sleep 1; done; return 1; }
 check "deleted trunk leaves the rendered configuration" gone
-sleep 2
+# ... and the proxy has loaded the configuration without it.
+no_route() {
+  for _ in $(seq 30); do
+    [ "$(curl -sf "http://127.0.0.1:$PROXY_ADMIN/metrics" | awk '$1 == "vsip_routes_trunks" { print $2 }')" = 0 ] && return 0
+    sleep 1
+  done
+  curl -sf "http://127.0.0.1:$PROXY_ADMIN/metrics" | grep '^vsip_routes_trunks'; return 1
+}
+check "the proxy dropped the deleted trunk's routes (vsip_routes_trunks 0)" no_route
 check "deleted trunk: its number now gets 404" calls 404 1
 
 check "the proxy (own ServiceAccount) was never refused by RBAC" bash -c "! grep -qi forbidden '$WORK/proxy.log'"

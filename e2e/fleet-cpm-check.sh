@@ -4,9 +4,11 @@
 # trunk's quota has one owner, the other proxy leases tokens from it.
 #   1. all of a trunk's load on ONE proxy (the non-owner) → the full quota;
 #   2. a trunk's load split over both proxies → never more than the quota;
-#   3. the owner of a loaded trunk is killed (SIGKILL) → the survivor keeps
-#      admitting, never more than the quota itself, and the fleet stays within
-#      the stated bound (quota + what the dead owner admitted itself ≤ 2×quota).
+#   3. the owner of a loaded trunk is killed (SIGKILL) → the survivor takes over
+#      and admits the quota, never more, and the fleet stays within the stated
+#      bound: quota + what the dead owner admitted itself, both counted at the
+#      SBC by the Via of the proxy each call came through (the offered load
+#      exceeds that bound, so the check can fail).
 # Operator and proxies are local processes (no kubelet) with ServiceAccount
 # tokens. Last line: "N passed, M failed".
 set -uo pipefail
@@ -132,14 +134,27 @@ check "the non-owner leased batches from the owner (grants served > 1)" bash -c 
 check "load split over both proxies: the fleet admits at most the quota ($split of $QUOTA)" between "$split" $((QUOTA - 10)) $QUOTA split
 
 owner_kill=$(owner_of kill a); victim=${owner_kill#proxy-}; survivor=$([ "$victim" = a ] && echo b || echo a)
-say "phase 3: 'kill' load split at 5/s each; proxy-$victim (its owner) is killed after 10 s"
+# at_sbc_via NUMBER PORT: INVITEs for NUMBER that reached the SBC through the proxy listening
+# on PORT (its Via is on top): what that proxy admitted, counted where the calls arrive.
+at_sbc_via() {
+  awk -v n="INVITE sip:$1@" -v p=":$2;" 'index($0, n) == 1 { want = 1; next }
+       want && /^Via:/ { if (index($0, p)) c++; want = 0 } END { print c + 0 }' "$WORK/sbc.log" 2>/dev/null || echo 0
+}
+sent_invites() { grep -c '^INVITE sip:' "$WORK/uac-$1.log" 2>/dev/null || true; }
+KILL_AFTER=40
+say "phase 3: 'kill' load on both (5/s on proxy-$victim, its owner; 8/s on proxy-$survivor); the owner is killed once it admitted $KILL_AFTER"
 load "$victim" +918000000003 250 5 kill-victim & k1=$!
-load "$survivor" +918000000003 250 5 kill-survivor & k2=$!
-sleep 10
+load "$survivor" +918000000003 400 8 kill-survivor & k2=$!
+owner_admitted() {
+  for _ in $(seq 240); do
+    [ "$(at_sbc_via +918000000003 "${SIP[$victim]}")" -ge "$KILL_AFTER" ] && return 0; sleep 0.25
+  done
+  echo "the owner admitted $(at_sbc_via +918000000003 "${SIP[$victim]}")"; return 1
+}
+check "the owner admitted $KILL_AFTER calls before it was killed" owner_admitted
 before=$(metric "$survivor" 'vsip_calls_total{direction="inbound",result="200",trunk="fleet/kill"}')
-at_kill=$(at_sbc +918000000003)
 kill -9 "${PID[$victim]}"
-say "killed proxy-$victim; survivor had admitted $before, fleet $at_kill"
+say "killed proxy-$victim; the survivor had admitted $before"
 took_over() {
   for _ in $(seq 40); do [ "$(owner_of kill "$survivor")" = "proxy-$survivor" ] && return 0; sleep 1; done
   curl -sf "http://127.0.0.1:${ADMIN[$survivor]}/quota/v1/owner?trunk=fleet/kill"; return 1
@@ -148,11 +163,24 @@ check "the survivor takes over the dead owner's trunk (Lease expired)" took_over
 wait $k1 $k2
 after=$(metric "$survivor" 'vsip_calls_total{direction="inbound",result="200",trunk="fleet/kill"}')
 fleet=$(at_sbc +918000000003)
-say "kill: survivor admitted $after ($before before the kill), fleet delivered $fleet (victim $((fleet - after)))"
-check "the survivor kept admitting after the owner died ($before → $after)" bash -c "[ $after -gt $before ]"
-check "the survivor alone never exceeds the quota ($after)" between "$after" 1 $QUOTA survivor
-check "fleet within the bound: quota + the dead owner's own admissions ($fleet ≤ $QUOTA + $((fleet - after)) ≤ 2×$QUOTA)" \
-  between "$fleet" 1 $((2 * QUOTA)) fleet
+victim_own=$(at_sbc_via +918000000003 "${SIP[$victim]}")
+survivor_own=$(at_sbc_via +918000000003 "${SIP[$survivor]}")
+offered=$(( $(sent_invites kill-victim) + $(sent_invites kill-survivor) ))
+bound=$((QUOTA + victim_own))
+say "kill: fleet delivered $fleet of $offered offered; the dead owner admitted $victim_own, the survivor $survivor_own ($after by its metrics, $before before the kill)"
+check "every call at the SBC came through one of the two proxies ($victim_own + $survivor_own = $fleet)" \
+  test $((victim_own + survivor_own)) -eq "$fleet"
+check "the survivor's metrics agree with the SBC ($after = $survivor_own)" test "$after" -eq "$survivor_own"
+check "the survivor kept admitting after the owner died ($before → $after)" test "$after" -gt "$before"
+# Offered 400 calls in 50 s, the survivor fills the quota; at most one leased batch (5) stranded.
+check "the survivor admits the quota and never more ($survivor_own of $QUOTA, $(sent_invites kill-survivor) offered)" \
+  between "$survivor_own" $((QUOTA - 5)) $QUOTA survivor
+# The stated bound, with the dead owner's own admissions counted at the SBC; the load offered
+# exceeds it, so a fleet that admitted more would fail here.
+check "the offered load exceeds the fleet's bound ($offered > $QUOTA + $victim_own), so the next check can fail" \
+  test "$offered" -gt "$bound"
+check "fleet within the bound: quota + the dead owner's own admissions ($fleet ≤ $QUOTA + $victim_own)" \
+  between "$fleet" "$QUOTA" "$bound" fleet
 check "the survivor logged the unreachable owner and fell back to its share" \
   bash -c "[ \$(curl -sf http://127.0.0.1:${ADMIN[$survivor]}/metrics | awk '\$1 == \"vsip_cpm_local_fallback_total\" {print \$2}') -gt 0 ]"
 check "a heartbeat Lease is owned by the rendered config Secret (removed with the fleet)" bash -c \

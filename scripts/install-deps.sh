@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and demos need on a fresh Debian machine: sipp
-# (sip-tester), the tools of the end-to-end checks (jq, yq, lua, curl), Prometheus
+# (sip-tester), Knot DNS (knot: the independent DNS server of the DNS and
+# failover tests), python3 (its ssl module is the OpenSSL TLS peer of the TLS
+# tests), the tools of the end-to-end checks (jq, yq, lua, curl), Prometheus
 # (promtool tests the alert rules; e2e/monitoring-check.sh runs a real server), and what the
 # image build and the local cluster's node need (buildah, debootstrap, runc, CNI plugins,
 # nftables, iptables).
@@ -9,6 +11,9 @@
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
+# knotd lives in /usr/sbin, which is not on every user's PATH.
+command -v knotd >/dev/null || [ -x /usr/sbin/knotd ] || need+=(knot)
+command -v python3 >/dev/null || need+=(python3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v jq >/dev/null || need+=(jq)
@@ -38,6 +43,10 @@ if [ $(( ${#need[@]} + ${#norec[@]} )) -gt 0 ]; then
   apt-get update -qq
   [ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   [ ${#norec[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${norec[@]}" >/dev/null
+  # The tests start their own knotd per test; the package's system service is not wanted.
+  if [[ " ${need[*]} " == *" knot "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now knot.service >/dev/null 2>&1 || true
+  fi
 fi
 command -v cargo >/dev/null || { echo "missing: cargo (Rust toolchain)" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt >/dev/null 2>&1 || true

@@ -3,7 +3,11 @@
 //! log bounds the fleet, and an unreachable owner means a local share.
 //! (The two-process proof on a real control plane is e2e/fleet-cpm-check.sh.)
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use vsip::{
     config::ProxyConfig,
@@ -151,7 +155,9 @@ async fn non_owner_leases_batches_and_the_owner_log_bounds_the_fleet() {
     let batches = metric(&owner_reg, "vsip_cpm_grants_served_total", Some("granted"));
     // k = max(1, 40 / (20 * 2)) = 1 would be one request per call; 40 / 40 = 1.
     assert_eq!(batches, 30, "one token per request at k = 1");
-    // Then load on both: together never more than the quota.
+    // Then load on both: together never more than the quota. The owner's first
+    // "exhausted" comes after this instant.
+    let asked = Instant::now();
     let mut both = 0;
     for _ in 0..20 {
         if owner.quota().admit(&owner_trunk).await.is_ok() {
@@ -189,8 +195,6 @@ async fn non_owner_leases_batches_and_the_owner_log_bounds_the_fleet() {
     // already admitted (≥ 30 > 20), so it refuses rather than exceed the quota.
     server.abort();
     let _ = server.await;
-    // Past the second the owner's last "exhausted" is trusted for.
-    tokio::time::sleep(vsip::proxy::quota::EXHAUSTED_RECHECK).await;
     let (dead, _) = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         (l.local_addr().expect("addr"), drop(l))
@@ -201,7 +205,22 @@ async fn non_owner_leases_batches_and_the_owner_log_bounds_the_fleet() {
         &format!("http://{dead}"),
         &other_name,
     )));
-    assert!(other.quota().admit(&other_trunk).await.is_err());
+    // Refused all along: locally while the owner's last "exhausted" is trusted
+    // (EXHAUSTED_RECHECK), then on the fallback share once it asks again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&other_reg, "vsip_cpm_local_fallback_total", None) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never fell back to the local share"
+        );
+        assert!(other.quota().admit(&other_trunk).await.is_err());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        asked.elapsed() >= vsip::proxy::quota::EXHAUSTED_RECHECK,
+        "asked the owner again {:?} after its \"exhausted\" (at the earliest)",
+        asked.elapsed()
+    );
     assert_eq!(metric(&other_reg, "vsip_cpm_local_fallback_total", None), 1);
 }
 

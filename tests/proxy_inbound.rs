@@ -1,6 +1,5 @@
 //! Inbound calls (upstream/carrier → trunk SBC) through a real `vsip proxy`:
-//! SIPp as carrier (UAC) and as SBC (UAS), the lab DNS server resolving the
-//! trunk FQDN, assertions on the INVITE exactly as the SBC received it
+//! SIPp as carrier (UAC) and as SBC (UAS), Knot resolving the trunk FQDN, assertions on the INVITE exactly as the SBC received it
 //! (SIPp's message trace) against the seed's sample and header table.
 
 mod support;
@@ -203,8 +202,13 @@ fn call_log_lines_carry_call_id_and_call_sid() {
         .assert_all_ok(1);
     let inv = only_request(&sbc.wait(), "INVITE");
     let call_sid = inv.header("x-exotel-callsid").expect("CallSid");
-    std::thread::sleep(Duration::from_millis(300));
-    let logs = proxy.logs();
+    // The call's last line (the proxy logs after it answered) is there.
+    let logs = wait_for(Duration::from_secs(10), "the call's log line", || {
+        let logs = proxy.logs();
+        logs.lines()
+            .any(|l| l.contains("call setup finished") && l.contains(inv.call_id()))
+            .then_some(logs)
+    });
     for l in logs.lines() {
         assert!(
             serde_json::from_str::<serde_json::Value>(l).is_ok(),
@@ -334,6 +338,86 @@ fn cancel_before_answer_reaches_sbc_and_caller_gets_487() {
     assert_eq!(cancel.request_uri(), inv.request_uri());
     // The 487 reached the caller.
     assert_eq!(uac.received_responses(487).len(), 1, "{}", uac.summary());
+}
+
+#[test]
+fn cancel_before_any_response_is_sent_on_once_the_sbc_answers_provisionally() {
+    // The carrier cancels right after its INVITE; the SBC says nothing for
+    // 2 s, then rings. RFC 3261 §9.1: the proxy answers the CANCEL at once but
+    // cancels downstream only after that provisional answer (the SBC's
+    // scenario fails on a CANCEL during its silence).
+    let (_dns, proxy, port) = lab(|_| {});
+    let sbc = Sipp::uas("uas_late_provisional.xml", lo(2), port).spawn();
+    let uac = Sipp::uac("uac_cancel_at_once.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run();
+    uac.assert_all_ok(1);
+    let sbc = sbc.wait();
+    sbc.assert_all_ok(1);
+    // The CANCEL left the carrier before any answer reached it, and was
+    // answered before the SBC had said anything (one clock: this machine's).
+    let received = uac.received_timed();
+    let sent = uac.sent_timed();
+    let cancel_sent = sent
+        .iter()
+        .find(|(_, m)| m.method() == Some("CANCEL"))
+        .map(|(t, _)| *t)
+        .unwrap();
+    assert!(
+        received.first().is_some_and(|(t, _)| *t >= cancel_sent),
+        "{}",
+        uac.summary()
+    );
+    let cancel_ok = received
+        .iter()
+        .find(|(_, m)| m.status() == Some(200) && m.cseq_method() == "CANCEL")
+        .map(|(t, _)| *t)
+        .expect("200 to the CANCEL");
+    let ringing = sbc
+        .sent_timed()
+        .into_iter()
+        .find(|(_, m)| m.status() == Some(180))
+        .map(|(t, _)| t)
+        .unwrap();
+    assert!(
+        cancel_ok < ringing,
+        "the CANCEL was answered {:.3}s after the SBC's first response",
+        cancel_ok - ringing
+    );
+    let inv = only_request(&sbc, "INVITE");
+    let cancel = only_request(&sbc, "CANCEL");
+    assert_eq!(
+        param(&cancel.header_values("via")[0], "branch"),
+        param(&inv.header_values("via")[0], "branch"),
+        "CANCEL must match the INVITE client transaction"
+    );
+    assert_eq!(uac.received_responses(487).len(), 1, "{}", uac.summary());
+    assert_eq!(
+        proxy.counter("vsip_calls_total", &[("result", "487")]),
+        1.0,
+        "{}",
+        proxy.metrics()
+    );
+}
+
+#[test]
+fn cancel_before_any_response_from_a_silent_sbc_ends_in_487_without_a_cancel_downstream() {
+    // The SBC never answers: there is no provisional answer to cancel after,
+    // so no CANCEL goes downstream (RFC 3261 §9.1); the carrier still gets
+    // its 200 for the CANCEL and a 487.
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let silent = SilentListener::start(SocketAddr::new(lo(2), port));
+    let proxy = inbound_proxy(&dns, port, |t| t.response_timeout = "30s".into());
+    let uac = Sipp::uac("uac_cancel_at_once.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run();
+    uac.assert_all_ok(1);
+    assert_eq!(uac.received_responses(487).len(), 1, "{}", uac.summary());
+    let text = silent.text();
+    assert_eq!(text.matches("INVITE sip:").count(), 1, "{text}");
+    assert!(!text.contains("CANCEL sip:"), "{text}");
 }
 
 #[test]

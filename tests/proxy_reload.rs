@@ -32,7 +32,10 @@ fn reloads_under_sipp_load_drop_no_call() {
         .timeout(Duration::from_secs(50))
         .spawn();
     for i in 0..4 {
-        std::thread::sleep(Duration::from_millis(1000));
+        // Reload while calls flow: after every tenth call reached the SBC.
+        wait_for(Duration::from_secs(30), "calls to reach the SBC", || {
+            (sbc.count_received("INVITE") >= 10 * (i + 1)).then_some(())
+        });
         let mut conf = proxy.conf.clone();
         // A different config each time: a new trunk, changed headers.
         conf.trunks.truncate(1);
@@ -203,4 +206,74 @@ fn suspending_and_resuming_a_trunk_by_reload() {
         .run()
         .assert_all_ok(1);
     assert_eq!(proxy.counter("vsip_routes_trunks", &[]), 0.0);
+}
+
+/// A config that differs from `conf` (so the reload is real) but keeps its trunk.
+fn changed(conf: &ProxyConf, generation: usize) -> ProxyConf {
+    let mut c = conf.clone();
+    c.trunks[0].headers = vec![("X-Reload".into(), format!("gen{generation}"))];
+    c
+}
+
+#[test]
+fn the_quota_survives_a_reload() {
+    // Quota 2: two calls, a reload, and the third call in the same minute is
+    // still refused: the reload neither resets nor forgets the window.
+    require_sipp();
+    let port = free_port_on(&[lo(2)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30)]);
+    let mut proxy = inbound_proxy(&dns, port, |t| t.calls_per_minute = Some(2));
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(2), port).calls(2).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .calls(2)
+        .rate(10.0)
+        .run()
+        .assert_all_ok(2);
+    sbc.wait().assert_all_ok(2);
+    let before = proxy.good_reloads();
+    let conf = changed(&proxy.conf, 1);
+    proxy.reload(conf);
+    assert!(proxy.good_reloads() > before);
+    assert_throttled(proxy.sip_addr(), LOCALHOST, NUMBER);
+    assert_eq!(
+        proxy.counter("vsip_cpm_throttled_total", &[("trunk", "acme/acme-mumbai")]),
+        1.0
+    );
+}
+
+#[test]
+fn hold_downs_survive_a_reload() {
+    // The first address refuses and is held down for 300 s; after a reload
+    // the next call still skips it (no new failover), the second answers.
+    require_sipp();
+    let port = free_port_on(&[lo(2), lo(3)]);
+    let dns = Dns::start(vec![a(FQDN, lo(2), 30), a(FQDN, lo(3), 30)]);
+    let mut proxy = inbound_proxy(&dns, port, |t| t.hold_down = "300s".into());
+    let failovers = |p: &ProxyProcess| p.counter("vsip_failovers_total", &[]);
+    let sbc = Sipp::uas("uas_rfc3261.xml", lo(3), port).calls(2).spawn();
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    assert_eq!(failovers(&proxy), 1.0, "{}", proxy.metrics());
+    let before = proxy.good_reloads();
+    let conf = changed(&proxy.conf, 1);
+    proxy.reload(conf);
+    assert!(proxy.good_reloads() > before);
+    Sipp::uac("uac_call.xml", proxy.sip_addr())
+        .service(NUMBER)
+        .run()
+        .assert_all_ok(1);
+    let sbc = sbc.wait();
+    sbc.assert_all_ok(2);
+    // The reload applied (the new header), and the held-down address stayed skipped.
+    let invites = sbc.received_requests("INVITE");
+    assert_eq!(
+        invites[1].header("x-reload"),
+        Some("gen1"),
+        "{:?}",
+        invites[1]
+    );
+    assert_eq!(failovers(&proxy), 1.0, "{}", proxy.metrics());
 }

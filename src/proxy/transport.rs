@@ -425,10 +425,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 
 async fn read_loop<R: AsyncRead + Unpin>(handler: &dyn Handler, mut reader: R, conn: &ConnHandle) {
     let mut framer = Framer::new(MAX_MESSAGE);
+    // When the message now buffered began: it must be complete 10 s later,
+    // however slowly its bytes trickle in.
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
         loop {
             match framer.next_frame() {
-                Ok(Some(Frame::Message(bytes))) => handler.on_frame(bytes, conn),
+                Ok(Some(Frame::Message(bytes))) => {
+                    partial_since = None;
+                    handler.on_frame(bytes, conn);
+                }
                 Ok(Some(Frame::KeepAlive)) => {
                     conn.send(Bytes::from_static(b"\r\n"));
                 }
@@ -440,16 +446,18 @@ async fn read_loop<R: AsyncRead + Unpin>(handler: &dyn Handler, mut reader: R, c
                 }
             }
         }
-        let limit = if framer.buffered() > 0 {
-            PARTIAL_MESSAGE_TIMEOUT
+        let now = tokio::time::Instant::now();
+        let deadline = if framer.buffered() > 0 {
+            *partial_since.get_or_insert(now) + PARTIAL_MESSAGE_TIMEOUT
         } else {
-            IDLE_TIMEOUT
+            partial_since = None;
+            now + IDLE_TIMEOUT
         };
         let buf = framer.buffer_mut();
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
-        match tokio::time::timeout(limit, reader.read_buf(buf)).await {
+        match tokio::time::timeout_at(deadline, reader.read_buf(buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(_)) => {}
             Err(_) => {

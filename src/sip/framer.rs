@@ -27,6 +27,7 @@ pub enum Frame {
 /// a `400`/`513` response before closing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// `head`: the header block, or its complete lines when its end was not seen.
     #[error("message exceeds the maximum size")]
     Oversize { head: Option<Bytes> },
     #[error("message on a stream transport without Content-Length")]
@@ -115,7 +116,13 @@ impl Framer {
         let window = self.buf.get(..limit).unwrap_or(&[]);
         let Some(head_end) = find_head_end(window, self.scanned.saturating_sub(3)) else {
             if self.buf.len() > self.max {
-                return Err(FrameError::Oversize { head: None });
+                // The complete header lines seen so far: enough for a 513 when
+                // Via, From, To, Call-ID and CSeq came before the padding.
+                let head = window
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map(|nl| Bytes::copy_from_slice(&window[..=nl]));
+                return Err(FrameError::Oversize { head });
             }
             self.scanned = self.buf.len();
             return Ok(None);
@@ -214,14 +221,23 @@ mod tests {
     }
 
     #[test]
-    fn oversize_without_end_of_headers() {
+    fn oversize_without_end_of_headers_carries_the_complete_lines() {
         let mut f = Framer::new(64);
         f.buffer_mut()
             .extend_from_slice(b"OPTIONS sip:a@b SIP/2.0\r\n");
         assert_eq!(f.next_frame(), Ok(None));
         f.buffer_mut().extend_from_slice(&[b'X'; 64]);
-        assert_eq!(f.next_frame(), Err(FrameError::Oversize { head: None }));
+        assert_eq!(
+            f.next_frame(),
+            Err(FrameError::Oversize {
+                head: Some(Bytes::from_static(b"OPTIONS sip:a@b SIP/2.0\r\n"))
+            })
+        );
         assert!(f.next_frame().is_err(), "stays failed");
+        // Not one complete line: nothing to answer with.
+        let mut f = Framer::new(64);
+        f.buffer_mut().extend_from_slice(&[b'X'; 65]);
+        assert_eq!(f.next_frame(), Err(FrameError::Oversize { head: None }));
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! Black-box harness for the proxy integration tests (`tests/proxy_*.rs`).
 //!
 //! Everything here drives REAL parts: the `vsip` binary as a child process,
-//! SIPp (Debian `sip-tester`) as carrier and SBC, the lab DNS server
-//! (`vsip::lab::LabDns`) whose records a test changes, TLS with certificates
-//! generated per test (rcgen) and plain sockets. Nothing is mocked.
+//! SIPp (Debian `sip-tester`) as carrier and SBC, a DNS server whose records
+//! a test changes (Knot from Debian, or our lab server for failures no
+//! standard server produces), TLS with certificates generated per test
+//! (rcgen) with peers on rustls and on OpenSSL (Python's `ssl`), and plain
+//! sockets. Nothing is mocked.
 //!
 //! Each test file does `mod support;`; not every file uses every helper.
 #![allow(dead_code)]
 
-pub mod minidns;
+pub mod knot;
 pub mod pki;
+pub mod pytls;
 pub mod sip;
 pub mod tls;
 
@@ -107,6 +110,101 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 }
 
 // ---------------------------------------------------------------------------
+// Promises about time: "not before T1, and by T2"
+// ---------------------------------------------------------------------------
+
+/// One probe of a state that is promised to change at a known time (a DNS
+/// answer at the end of its TTL, a held-down address at the end of its
+/// hold-down): when the probe started and ended, and what it saw.
+#[derive(Debug)]
+pub struct Seen<T> {
+    pub start: Instant,
+    pub end: Instant,
+    pub value: T,
+}
+
+/// Checks probes in time order against a promise "the state changes not
+/// before `not_before`, and by `by`": no probe that ENDED before `not_before`
+/// saw the change (it cannot have looked later than that), and the change was
+/// seen at the latest by the first probe that STARTED after `by`. The bounds
+/// come from the configured values (a TTL, a hold-down) and the times a test
+/// measured around the events, so a slow machine widens what is observed but
+/// never makes a right behaviour fail.
+pub fn assert_switch<T: std::fmt::Debug>(
+    what: &str,
+    seen: &[Seen<T>],
+    not_before: Instant,
+    by: Instant,
+    changed: impl Fn(&T) -> bool,
+) {
+    // Times are shown from the first probe.
+    let t0 = seen.first().map_or(not_before, |s| s.start);
+    let show = || {
+        seen.iter()
+            .map(|s| {
+                format!(
+                    "  {:>8.3}s..{:>8.3}s {:?}",
+                    s.start.saturating_duration_since(t0).as_secs_f64(),
+                    s.end.saturating_duration_since(t0).as_secs_f64(),
+                    s.value
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let bounds = format!(
+        "not before {:.3}s, by {:.3}s (from the first probe)",
+        not_before.saturating_duration_since(t0).as_secs_f64(),
+        by.saturating_duration_since(t0).as_secs_f64()
+    );
+    if let Some(early) = seen
+        .iter()
+        .find(|s| s.end < not_before && changed(&s.value))
+    {
+        panic!(
+            "{what}: changed too early ({early:?}); promised {bounds}; probes:\n{}",
+            show()
+        );
+    }
+    let first_changed = seen.iter().position(|s| changed(&s.value));
+    let first_after = seen.iter().position(|s| s.start > by);
+    match (first_changed, first_after) {
+        (Some(c), Some(a)) if c <= a => {}
+        (Some(_), None) => {}
+        _ => panic!(
+            "{what}: not changed in time; promised {bounds}; probes:\n{}",
+            show()
+        ),
+    }
+}
+
+/// Probes every `interval` until a probe sees the change or a probe that
+/// started after `by` has ended; then [`assert_switch`]. Returns the probes.
+pub fn probe_switch<T: std::fmt::Debug>(
+    what: &str,
+    not_before: Instant,
+    by: Instant,
+    interval: Duration,
+    mut probe: impl FnMut() -> T,
+    changed: impl Fn(&T) -> bool,
+) -> Vec<Seen<T>> {
+    let mut seen = Vec::new();
+    loop {
+        let start = Instant::now();
+        let value = probe();
+        let end = Instant::now();
+        let done = changed(&value) || start > by;
+        seen.push(Seen { start, end, value });
+        if done {
+            break;
+        }
+        thread::sleep(interval);
+    }
+    assert_switch(what, &seen, not_before, by, changed);
+    seen
+}
+
+// ---------------------------------------------------------------------------
 // SIPp presence
 // ---------------------------------------------------------------------------
 
@@ -127,7 +225,7 @@ pub fn require_sipp() {
 }
 
 // ---------------------------------------------------------------------------
-// Lab DNS
+// DNS
 // ---------------------------------------------------------------------------
 
 pub use vsip::lab::LabRecord;
@@ -136,9 +234,10 @@ pub use vsip::lab::LabRecord;
 #[derive(Clone, Debug)]
 pub enum Rec {
     Addr(String, IpAddr, u32),
-    /// SERVFAIL for (name, "A" | "AAAA").
+    Cname(String, String, u32),
+    /// SERVFAIL for (name, "A" | "AAAA") (lab server only).
     ServFail(String, &'static str),
-    /// No answer at all for (name, "A" | "AAAA").
+    /// No answer at all for (name, "A" | "AAAA") (lab server only).
     Drop(String, &'static str),
 }
 
@@ -151,6 +250,10 @@ pub fn aaaa(name: &str, ip: std::net::Ipv6Addr, ttl: u32) -> Rec {
     Rec::Addr(name.to_owned(), IpAddr::V6(ip), ttl)
 }
 
+pub fn cname(name: &str, target: &str, ttl: u32) -> Rec {
+    Rec::Cname(name.to_owned(), target.to_owned(), ttl)
+}
+
 pub fn servfail(name: &str, rtype: &'static str) -> Rec {
     Rec::ServFail(name.to_owned(), rtype)
 }
@@ -159,68 +262,67 @@ pub fn dns_drop(name: &str, rtype: &'static str) -> Rec {
     Rec::Drop(name.to_owned(), rtype)
 }
 
-fn qtype(rtype: &str) -> u16 {
-    match rtype {
-        "A" => 1,
-        "AAAA" => 28,
-        other => panic!("record type {other}"),
-    }
-}
-
 impl Rec {
     fn lab(&self) -> LabRecord {
         match self {
-            Rec::Addr(n, IpAddr::V4(ip), ttl) => LabRecord::a(n, *ip, *ttl),
-            Rec::Addr(n, IpAddr::V6(ip), ttl) => LabRecord::aaaa(n, *ip, *ttl),
+            Rec::Addr(n, ip, ttl) => vsip::lab::address_record(n, *ip, *ttl),
+            Rec::Cname(n, t, ttl) => LabRecord::cname(n, t, *ttl),
             Rec::ServFail(n, t) => LabRecord::servfail(n, t),
             Rec::Drop(n, t) => LabRecord::drop(n, t),
         }
     }
-    fn mini(&self) -> minidns::MiniRecord {
+    fn knot(&self) -> knot::KnotRecord {
         match self {
-            Rec::Addr(n, ip, ttl) => minidns::MiniRecord::addr(n, *ip, *ttl),
-            Rec::ServFail(n, t) => minidns::MiniRecord::servfail(n, qtype(t)),
-            Rec::Drop(n, t) => minidns::MiniRecord::drop(n, qtype(t)),
+            Rec::Addr(n, ip, ttl) => knot::KnotRecord::Addr(n.clone(), *ip, *ttl),
+            Rec::Cname(n, t, ttl) => knot::KnotRecord::Cname(n.clone(), t.clone(), *ttl),
+            Rec::ServFail(..) | Rec::Drop(..) => panic!(
+                "{self:?}: a standard server fails on purpose for no one; use Dns::lab for it"
+            ),
         }
     }
 }
 
 /// A real DNS server on a free loopback port whose records the test
-/// changes: the lab server `vsip::lab::LabDns` by default; the harness's
-/// own [`minidns::MiniDns`] with `VSIP_TEST_DNS=mini`.
+/// changes: Knot ([`Dns::start`]), which nobody here wrote, for answers
+/// and their TTLs; our own lab server ([`Dns::lab`], `vsip::lab::LabDns`)
+/// where a test needs a failure no standard server produces on purpose
+/// (SERVFAIL for one type, a query left unanswered).
 pub enum Dns {
+    Knot(knot::Knot),
     Lab(vsip::lab::LabDns),
-    Mini(minidns::MiniDns),
 }
 
 impl Dns {
+    /// Knot serving `records` (every name under [`knot::ZONE`]).
     pub fn start(records: Vec<Rec>) -> Dns {
+        let recs: Vec<_> = records.iter().map(Rec::knot).collect();
+        Dns::Knot(knot::Knot::start(&recs))
+    }
+
+    /// The lab server (`vsip lab-dns`'s engine, in-process) serving `records`.
+    pub fn lab(records: Vec<Rec>) -> Dns {
         // Port 0: the server binds a free port itself (no probe/bind race).
         let addr = SocketAddr::new(LOCALHOST, 0);
-        if std::env::var("VSIP_TEST_DNS").as_deref() == Ok("mini") {
-            let recs = records.iter().map(Rec::mini).collect();
-            return Dns::Mini(minidns::MiniDns::start(addr, recs));
-        }
         let server = rt()
             .block_on(vsip::lab::LabDns::start(addr))
             .expect("start lab DNS");
-        let dns = Dns::Lab(server);
-        dns.set(records);
-        dns
+        server.set_records(records.iter().map(Rec::lab).collect());
+        Dns::Lab(server)
     }
 
     pub fn addr(&self) -> SocketAddr {
         match self {
+            Dns::Knot(s) => s.addr(),
             Dns::Lab(s) => s.addr(),
-            Dns::Mini(s) => s.addr(),
         }
     }
 
-    /// Replaces every record the server answers with.
+    /// Replaces every record the server answers with; returns once the
+    /// server answers with the new ones.
     pub fn set(&self, records: Vec<Rec>) {
         match self {
+            Dns::Knot(s) => s.set(&records.iter().map(Rec::knot).collect::<Vec<_>>()),
             Dns::Lab(s) => s.set_records(records.iter().map(Rec::lab).collect()),
-            Dns::Mini(s) => s.set_records(records.iter().map(Rec::mini).collect()),
         }
     }
 }
@@ -349,6 +451,7 @@ pub struct ProxyConf {
     pub header_prefix: Option<String>,
     pub nameservers: Vec<SocketAddr>,
     pub max_ttl: String,
+    pub dns_timeout: String,
     pub trunks: Vec<TrunkConf>,
 }
 
@@ -369,6 +472,7 @@ impl ProxyConf {
             header_prefix: None,
             nameservers: vec![dns.addr()],
             max_ttl: "60s".into(),
+            dns_timeout: "2s".into(),
             trunks: Vec::new(),
         }
     }
@@ -418,6 +522,7 @@ impl ProxyConf {
             let _ = writeln!(out, "    - {}", q(&ns.to_string()));
         }
         let _ = writeln!(out, "  maxTtl: {}", self.max_ttl);
+        let _ = writeln!(out, "  timeout: {}", self.dns_timeout);
         if self.trunks.is_empty() {
             out.push_str("trunks: []\n");
         } else {
@@ -800,6 +905,14 @@ impl SippResult {
     pub fn sent(&self) -> Vec<String> {
         split_trace(&self.messages, "sent")
     }
+    /// Received messages with the time SIPp logged them (see [`split_trace_timed`]).
+    pub fn received_timed(&self) -> Vec<(f64, sip::Msg)> {
+        timed_msgs(&self.messages, "received")
+    }
+    /// Sent messages with the time SIPp logged them.
+    pub fn sent_timed(&self) -> Vec<(f64, sip::Msg)> {
+        timed_msgs(&self.messages, "sent")
+    }
     /// Received requests with this method.
     pub fn received_requests(&self, method: &str) -> Vec<sip::Msg> {
         self.received()
@@ -838,11 +951,23 @@ impl SippResult {
 
 /// Splits a SIPp `-trace_msg` log into the message texts of one direction.
 pub fn split_trace(log: &str, direction: &str) -> Vec<String> {
+    split_trace_timed(log, direction)
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// Like [`split_trace`], with the time SIPp logged each message at, in
+/// seconds (from the Unix epoch, SIPp's local time read as UTC: only
+/// differences between them mean anything).
+pub fn split_trace_timed(log: &str, direction: &str) -> Vec<(f64, String)> {
     let mut out = Vec::new();
     for block in log.split("\n-----------------------------------------------") {
         let mut lines = block.lines();
-        // first line: " date time" (or the dashes of the first block)
-        let _ = lines.next();
+        // first line: " date time" (or the dashes of the first block, then them)
+        let Some(stamp) = lines.next().and_then(trace_time) else {
+            continue;
+        };
         let Some(kind) = lines.next() else { continue };
         if !kind.contains(&format!("message {direction}")) {
             continue;
@@ -853,10 +978,40 @@ pub fn split_trace(log: &str, direction: &str) -> Vec<String> {
         let text = body.join("\r\n") + "\r\n\r\n";
         let text = text.trim_start_matches(['\r', '\n']).to_owned();
         if !text.trim().is_empty() {
-            out.push(text);
+            out.push((stamp, text));
         }
     }
     out
+}
+
+/// `... 2026-11-29 23:26:26.609633` → seconds.
+fn trace_time(line: &str) -> Option<f64> {
+    let mut it = line.split_whitespace().rev();
+    let time = it.next()?;
+    let date = it.next()?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let sec = t.next()?.parse::<f64>().ok()?;
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + sec)
+}
+
+fn timed_msgs(log: &str, direction: &str) -> Vec<(f64, sip::Msg)> {
+    split_trace_timed(log, direction)
+        .into_iter()
+        .filter_map(|(t, m)| Some((t, sip::Msg::parse(m.as_bytes())?)))
+        .collect()
 }
 
 impl Sipp {
@@ -1179,6 +1334,8 @@ pub struct SilentListener {
     pub addr: SocketAddr,
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     pub bytes: Arc<std::sync::atomic::AtomicUsize>,
+    /// Everything received, in order (all connections).
+    pub data: Arc<Mutex<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1191,20 +1348,22 @@ impl SilentListener {
             .expect("bind silent listener");
         let accepted = Arc::new(AtomicUsize::new(0));
         let bytes = Arc::new(AtomicUsize::new(0));
-        let (a, b) = (accepted.clone(), bytes.clone());
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let (a, b, d) = (accepted.clone(), bytes.clone(), data.clone());
         let task = rt().spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     break;
                 };
                 a.fetch_add(1, Ordering::SeqCst);
-                let b = b.clone();
+                let (b, d) = (b.clone(), d.clone());
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 16 * 1024];
                     while let Ok(n) = s.read(&mut buf).await {
                         if n == 0 {
                             break;
                         }
+                        d.lock().unwrap().extend_from_slice(&buf[..n]);
                         b.fetch_add(n, Ordering::SeqCst);
                     }
                 });
@@ -1214,8 +1373,18 @@ impl SilentListener {
             addr,
             accepted,
             bytes,
+            data,
             task,
         }
+    }
+
+    pub fn received(&self) -> usize {
+        self.bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// What it received, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data.lock().unwrap()).into_owned()
     }
 }
 
@@ -1294,6 +1463,22 @@ pub fn inbound_proxy(dns: &Dns, port: u16, tweak: impl FnOnce(&mut TrunkConf)) -
     ProxyProcess::start(conf)
 }
 
+/// A SIPp call from `from` to `number` through `proxy` that the quota must
+/// refuse: a 503 with Retry-After.
+pub fn assert_throttled(proxy: SocketAddr, from: IpAddr, number: &str) {
+    let r = Sipp::uac("uac_expect_status.xml", proxy)
+        .local_ip(from)
+        .subst("__EXPECTED__", "503")
+        .service(number)
+        .run();
+    r.assert_all_ok(1);
+    assert!(
+        r.received_responses(503)[0].has("retry-after"),
+        "a quota refusal without Retry-After\n{}",
+        r.summary()
+    );
+}
+
 /// The only request of `method` in a SIPp result, or a panic with context.
 pub fn only_request(r: &SippResult, method: &str) -> sip::Msg {
     let v = r.received_requests(method);
@@ -1323,6 +1508,27 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Option<si
         let m = c.recv(wait).await;
         writer.abort();
         m
+    })
+}
+
+/// One call to `number` placed from Rust over plain TCP from `local_ip`
+/// (any port) to the proxy: INVITE, final answer, ACK, and BYE if answered.
+pub fn call_from(local_ip: IpAddr, proxy: SocketAddr, number: &str) -> sip::CallOutcome {
+    rt().block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(local_ip, 0)).unwrap();
+        let s = sock.connect(proxy).await.unwrap();
+        let local = s.local_addr().unwrap();
+        let mut c = sip::Conn::new(s);
+        sip::call(
+            &mut c,
+            local,
+            &format!("sip:{number}@{proxy};transport=tcp"),
+            &[],
+            "TCP",
+            Duration::from_secs(15),
+        )
+        .await
     })
 }
 

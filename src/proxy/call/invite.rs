@@ -407,11 +407,10 @@ impl Call {
         }
         // Every address failed: the last real answer, else 503.
         match last {
-            Some(mut resp) => {
+            // Relayed like any answer: the caller's own From and To.
+            Some(resp) => {
                 let code = resp.status().unwrap_or(503);
-                resp.remove_first_value("via");
-                self.ctx
-                    .send_back(&self.origin, Bytes::from(resp.to_bytes()));
+                self.relay_back(resp);
                 Outcome::Relayed(code)
             }
             None => self.refuse(Refusal::Unreachable),

@@ -8,7 +8,7 @@
 //! while the owner lives. Alone (standalone mode, or the only live proxy)
 //! every trunk is owned locally and the quota is exact.
 //!
-//! Error bound: see the README's design notes ("Fleet-wide CPM").
+//! Error bound: docs/design/fleet-quota.md.
 
 pub mod client;
 pub mod grant;
